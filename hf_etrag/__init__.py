@@ -1,0 +1,21 @@
+"""hf-etrag: train a dense retriever and a generator jointly, end to end, inside the Hugging Face Trainer."""
+
+__version__ = "0.1.0"
+
+from .configuration_etrag import EtragConfig
+from .modeling_etrag import EtragModel, EtragOutput, EtragPreTrainedModel
+from .objectives import available_objectives, build_objective, register_objective
+from .retrieval import PassageIndex, tokenize_corpus
+
+__all__ = [
+    "EtragConfig",
+    "EtragModel",
+    "EtragOutput",
+    "EtragPreTrainedModel",
+    "PassageIndex",
+    "available_objectives",
+    "build_objective",
+    "register_objective",
+    "tokenize_corpus",
+    "__version__",
+]

@@ -1,0 +1,64 @@
+"""Question answering examples (`question`, `answers`, optional `gold_passage_id`) into token ids."""
+
+from __future__ import annotations
+
+from datasets import Dataset
+from transformers import PreTrainedTokenizerBase
+
+__all__ = ["tokenize_qa_dataset"]
+
+REQUIRED_QA_FIELDS = ("question", "answers")
+
+
+def tokenize_qa_dataset(
+    dataset: Dataset,
+    retriever_tokenizer: PreTrainedTokenizerBase,
+    generator_tokenizer: PreTrainedTokenizerBase | None = None,
+    passage_ids: list[str] | None = None,
+    max_query_length: int = 64,
+    max_target_length: int = 32,
+) -> Dataset:
+    """Tokenise questions for the query encoder (and the generator when its tokenizer differs) and the
+    first answer as the generator's target; map `gold_passage_id` to the corpus row (`-1` if absent)."""
+    missing = [f for f in REQUIRED_QA_FIELDS if f not in dataset.column_names]
+    if missing:
+        raise ValueError(
+            f"The QA dataset lacks field(s) {missing}; each record needs `question` (str) and `answers` "
+            f"(list of str). Columns found: {dataset.column_names}."
+        )
+    generator_tokenizer = generator_tokenizer or retriever_tokenizer
+    separate = generator_tokenizer is not retriever_tokenizer
+    eos_id = generator_tokenizer.eos_token_id
+    if eos_id is None:
+        eos_id = generator_tokenizer.sep_token_id
+    if eos_id is None:
+        raise ValueError("The generator tokenizer has neither `eos_token` nor `sep_token`; set `eos_token`.")
+    row_of = {pid: row for row, pid in enumerate(passage_ids or [])}
+
+    def _tokenize(batch: dict[str, list]) -> dict[str, list]:
+        for offset, answers in enumerate(batch["answers"]):
+            if not answers or not isinstance(answers, list):
+                raise ValueError(
+                    f"Record {batch.get('id', [None] * (offset + 1))[offset]!r} has no answers: `answers` must "
+                    "be a non-empty list of strings."
+                )
+        out = {
+            "input_ids": retriever_tokenizer(
+                batch["question"], truncation=True, max_length=max_query_length
+            )["input_ids"]
+        }
+        if separate:
+            out["generator_input_ids"] = generator_tokenizer(
+                batch["question"], truncation=True, max_length=max_query_length
+            )["input_ids"]
+        # Targets are the answer then eos: the decoder's start token is the generator's business, not data.
+        targets = generator_tokenizer(
+            [a[0] for a in batch["answers"]], truncation=True, max_length=max_target_length - 1,
+            add_special_tokens=False,
+        )["input_ids"]
+        out["labels"] = [t + [eos_id] for t in targets]
+        golds = batch.get("gold_passage_id") or [None] * len(batch["question"])
+        out["gold_passage_index"] = [row_of.get(str(g), -1) if g is not None else -1 for g in golds]
+        return out
+
+    return dataset.map(_tokenize, batched=True, desc="Tokenising questions")

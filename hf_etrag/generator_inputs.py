@@ -1,0 +1,95 @@
+"""Joining a query with each retrieved passage into generator inputs, and scoring targets under them.
+
+Works on token ids throughout: the passages were tokenised once when the corpus was indexed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from transformers import PreTrainedModel
+
+__all__ = ["unpad_rows", "join_contexts", "target_logprobs", "IGNORE_INDEX"]
+
+IGNORE_INDEX = -100
+
+
+def unpad_rows(ids: torch.Tensor, mask: torch.Tensor) -> list[np.ndarray]:
+    """Right-padded `(B, T)` ids to a list of unpadded numpy rows."""
+    lengths = mask.sum(-1).tolist()
+    array = ids.cpu().numpy()
+    return [array[row, :length] for row, length in enumerate(lengths)]
+
+
+def join_contexts(
+    queries: list[np.ndarray],
+    passages: list[np.ndarray],
+    n_docs: int,
+    max_length: int,
+    pad_id: int,
+    passage_first: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Build the `B*K` generator contexts, query `b` joined with each of its `K` passages.
+
+    The passage is truncated first so that the query always fits (up to `max_length`). Encoder-decoder
+    generators read query then passage; decoder-only generators read passage then query, so that the
+    question stands right before the answer it prompts.
+    """
+    rows = []
+    for row, passage in enumerate(passages):
+        query = queries[row // n_docs][:max_length]
+        passage = passage[: max(0, max_length - len(query))]
+        rows.append(np.concatenate([passage, query] if passage_first else [query, passage]))
+    width = max(len(r) for r in rows)
+    ids = np.full((len(rows), width), pad_id, dtype=np.int64)
+    mask = np.zeros((len(rows), width), dtype=np.int64)
+    for i, r in enumerate(rows):
+        ids[i, : len(r)] = r
+        mask[i, : len(r)] = 1
+    return torch.from_numpy(ids), torch.from_numpy(mask)
+
+
+def _gather_logprobs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    # log_softmax(x)[y] = x[y] - logsumexp(x): avoids materialising a second (N, T, V) tensor.
+    logits = logits.float()
+    return logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+
+
+def target_logprobs(
+    generator: PreTrainedModel,
+    context_ids: torch.Tensor,
+    context_mask: torch.Tensor,
+    labels: torch.Tensor,
+    pad_id: int,
+    return_logits: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """`(N, T)` log p(y_t | context, y_<t) for `labels` (`-100` marks padding), one row per context.
+
+    For decoder-only generators the target is appended to each context and read back at its positions.
+    """
+    targets = labels.masked_fill(labels == IGNORE_INDEX, pad_id)
+    if generator.config.is_encoder_decoder:
+        decoder_input_ids = generator.prepare_decoder_input_ids_from_labels(labels=labels)
+        logits = generator(
+            input_ids=context_ids, attention_mask=context_mask, decoder_input_ids=decoder_input_ids
+        ).logits
+        return _gather_logprobs(logits, targets), logits if return_logits else None
+
+    context_lengths = context_mask.sum(-1)
+    target_lengths = (labels != IGNORE_INDEX).sum(-1)
+    width = int((context_lengths + target_lengths).max())
+    n_rows, n_targets = labels.shape
+    input_ids = torch.full((n_rows, width), pad_id, dtype=torch.long, device=context_ids.device)
+    attention_mask = torch.zeros_like(input_ids)
+    positions = torch.arange(width, device=context_ids.device).unsqueeze(0)
+    in_context = positions < context_lengths.unsqueeze(1)
+    input_ids[in_context] = context_ids[context_mask.bool()]
+    target_positions = context_lengths.unsqueeze(1) + torch.arange(n_targets, device=labels.device)
+    target_valid = labels != IGNORE_INDEX
+    input_ids[target_valid.nonzero(as_tuple=True)[0], target_positions[target_valid]] = labels[target_valid]
+    attention_mask[positions < (context_lengths + target_lengths).unsqueeze(1)] = 1
+    logits = generator(input_ids=input_ids, attention_mask=attention_mask).logits
+    # The logit at position p predicts token p + 1.
+    read_positions = (target_positions - 1).clamp(max=width - 1)
+    target_logits = logits.gather(1, read_positions.unsqueeze(-1).expand(-1, -1, logits.size(-1)))
+    return _gather_logprobs(target_logits, targets), target_logits if return_logits else None

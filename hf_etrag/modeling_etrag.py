@@ -1,0 +1,248 @@
+"""`EtragModel`: a retriever (query and document encoders) and a generator trained as one model.
+
+One forward pass is `batch -> retrieve -> score -> loss`: the current query encoder searches the passage
+index, the retrieved passages are scored with gradient, the generator scores the target under each
+passage, and the configured objective turns those scores into a loss.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import (
+    AutoModel,
+    AutoModelForCausalLM,
+    AutoModelForSeq2SeqLM,
+    PreTrainedModel,
+)
+from transformers.utils import ModelOutput
+
+from .configuration_etrag import EtragConfig
+from .generation import rag_generate
+from .generator_inputs import IGNORE_INDEX, join_contexts, target_logprobs, unpad_rows
+from .objectives import ObjectiveInputs, build_objective
+from .retrieval.encoding import normalize_if_cosine, pool
+from .retrieval.index import PassageIndex
+
+__all__ = ["EtragOutput", "EtragPreTrainedModel", "EtragModel"]
+
+
+@dataclass
+class EtragOutput(ModelOutput):
+    """Output of [`EtragModel.forward`].
+
+    Attributes:
+        loss: scalar training loss (the objective's weighted sum), when `labels` were given.
+        doc_scores: `(B, K)` retrieval scores `sim(q, d_k) / temperature` of the retrieved passages.
+        retrieved_doc_indices: `(B, K)` row numbers of the retrieved passages in the index's corpus.
+        target_logprobs: `(B, K, T)` log-probability of each target token under each passage.
+        logits: `(B*K, T, V)` generator logits at the target positions, only with `return_logits=True`.
+        loss_terms: the objective's named terms (detached), for logging.
+    """
+
+    loss: torch.Tensor | None = None
+    doc_scores: torch.Tensor | None = None
+    retrieved_doc_indices: torch.Tensor | None = None
+    target_logprobs: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    loss_terms: dict[str, torch.Tensor] | None = None
+
+
+class EtragPreTrainedModel(PreTrainedModel):
+    config_class = EtragConfig
+    config: EtragConfig
+    base_model_prefix = "etrag"
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+
+    def _init_weights(self, module: torch.nn.Module) -> None:
+        # Sub-models initialise their own weights; only the objective's extra layers (if any) need it here.
+        if isinstance(module, torch.nn.Linear) and getattr(module, "_etrag_owned", False):
+            torch.nn.init.normal_(module.weight, std=0.02)
+            if module.bias is not None:
+                torch.nn.init.zeros_(module.bias)
+
+
+class EtragModel(EtragPreTrainedModel):
+    """Retriever plus generator. Attach a [`PassageIndex`] with [`set_index`] before calling `forward`."""
+
+    def __init__(
+        self,
+        config: EtragConfig,
+        query_encoder: PreTrainedModel | None = None,
+        doc_encoder: PreTrainedModel | None = None,
+        generator: PreTrainedModel | None = None,
+    ) -> None:
+        if config.query_encoder is None or config.generator is None:
+            raise ValueError("`EtragConfig` needs both `query_encoder` and `generator` sub-configs.")
+        super().__init__(config)
+        self.query_encoder = query_encoder or AutoModel.from_config(config.query_encoder)
+        if not config.shared_encoders:
+            self.doc_encoder = doc_encoder or AutoModel.from_config(config.doc_encoder)
+        generator_class = AutoModelForSeq2SeqLM if config.is_seq2seq_generator else AutoModelForCausalLM
+        self.generator = generator or generator_class.from_config(config.generator)
+        self.objective = build_objective(config.objective, **config.objective_kwargs)
+        self._index: PassageIndex | None = None
+        self.post_init()
+
+    # ---- construction -------------------------------------------------------------------------------
+    @classmethod
+    def from_pretrained_retriever_generator(
+        cls,
+        query_encoder_name_or_path: str,
+        generator_name_or_path: str,
+        doc_encoder_name_or_path: str | None = None,
+        generator_kwargs: dict[str, Any] | None = None,
+        **config_kwargs: Any,
+    ) -> EtragModel:
+        """Assemble from two (or three) pretrained checkpoints, Hub ids or local folders.
+
+        Like `RagModel.from_pretrained_question_encoder_generator`; `config_kwargs` go to [`EtragConfig`].
+        """
+        query_encoder = AutoModel.from_pretrained(query_encoder_name_or_path)
+        doc_encoder = AutoModel.from_pretrained(doc_encoder_name_or_path) if doc_encoder_name_or_path else None
+        generator = _load_generator(generator_name_or_path, **(generator_kwargs or {}))
+        config = EtragConfig(
+            query_encoder=query_encoder.config,
+            doc_encoder=doc_encoder.config if doc_encoder is not None else None,
+            generator=generator.config,
+            **config_kwargs,
+        )
+        return cls(config, query_encoder=query_encoder, doc_encoder=doc_encoder, generator=generator)
+
+    # ---- index --------------------------------------------------------------------------------------
+    def set_index(self, index: PassageIndex | None) -> None:
+        """Attach (or swap) the passage index; it is not part of the module graph or the state dict."""
+        self._index = index
+
+    @property
+    def index(self) -> PassageIndex:
+        if self._index is None:
+            raise RuntimeError("No passage index attached: call `model.set_index(PassageIndex(...))` first.")
+        return self._index
+
+    @property
+    def document_encoder(self) -> PreTrainedModel:
+        return self.query_encoder if self.config.shared_encoders else self.doc_encoder
+
+    # ---- retrieval ----------------------------------------------------------------------------------
+    def _encode(self, encoder: PreTrainedModel, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        hidden = encoder(input_ids=input_ids, attention_mask=mask).last_hidden_state
+        return normalize_if_cosine(pool(hidden, mask, self.config.pooling), self.config.similarity)
+
+    def encode_queries(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """`(B, H)` query vectors."""
+        return self._encode(self.query_encoder, input_ids, attention_mask)
+
+    def encode_passages(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """`(B, H)` passage vectors from the document encoder."""
+        return self._encode(self.document_encoder, input_ids, attention_mask)
+
+    def retrieve(self, query_vectors: torch.Tensor, n_docs: int | None = None) -> torch.Tensor:
+        """`(B, K)` corpus row numbers of the top-K passages (no gradient: search is discrete)."""
+        _, indices = self.index.search(query_vectors.detach().float().cpu().numpy(), n_docs or self.config.n_docs)
+        return torch.from_numpy(indices.astype(np.int64)).to(query_vectors.device)
+
+    def score_documents(self, query_vectors: torch.Tensor, doc_indices: torch.Tensor) -> torch.Tensor:
+        """`(B, K)` scores `sim(q, d) / temperature`, with gradient to the query encoder and, when
+        `train_doc_encoder`, to the document encoder (the retrieved passages are re-encoded)."""
+        if self.config.train_doc_encoder and self.training:
+            ids, mask = self.index.retriever_tokens.batch(doc_indices.flatten().cpu().numpy(), self._retriever_pad)
+            doc_vectors = self.encode_passages(ids.to(query_vectors.device), mask.to(query_vectors.device))
+        else:
+            stored = self.index.embeddings[doc_indices.flatten().cpu().numpy()]
+            doc_vectors = torch.from_numpy(stored).to(query_vectors.device, query_vectors.dtype)
+        doc_vectors = doc_vectors.view(*doc_indices.shape, -1)
+        return torch.einsum("bh,bkh->bk", query_vectors, doc_vectors) / self.config.temperature
+
+    @property
+    def _retriever_pad(self) -> int:
+        return self.config.query_encoder.pad_token_id or 0
+
+    @property
+    def generator_pad_id(self) -> int:
+        pad = self.config.generator.pad_token_id
+        if pad is None:
+            pad = self.generator.generation_config.pad_token_id
+        return 0 if pad is None else int(pad)
+
+    def build_contexts(
+        self, generator_input_ids: torch.Tensor, generator_attention_mask: torch.Tensor, doc_indices: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`(B*K, L)` generator inputs: each query joined with each of its retrieved passages."""
+        passages = self.index.generator_tokens
+        rows = [passages[i] for i in doc_indices.flatten().tolist()]
+        ids, mask = join_contexts(
+            unpad_rows(generator_input_ids, generator_attention_mask),
+            rows,
+            n_docs=doc_indices.shape[1],
+            max_length=self.config.max_context_length,
+            pad_id=self.generator_pad_id,
+            passage_first=not self.config.is_seq2seq_generator,
+        )
+        return ids.to(generator_input_ids.device), mask.to(generator_input_ids.device)
+
+    # ---- forward ------------------------------------------------------------------------------------
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        generator_input_ids: torch.Tensor | None = None,
+        generator_attention_mask: torch.Tensor | None = None,
+        doc_indices: torch.Tensor | None = None,
+        return_logits: bool = False,
+        **kwargs: Any,
+    ) -> EtragOutput:
+        """Retrieve with the current query encoder, score the passages and (with `labels`) the loss.
+
+        Args:
+            input_ids, attention_mask: `(B, Tq)` query tokens for the query encoder.
+            labels: `(B, T)` target tokens for the generator, `-100` for padding.
+            generator_input_ids, generator_attention_mask: the query in the generator's vocabulary, when
+                the generator's tokenizer differs from the retriever's (defaults to `input_ids`).
+            doc_indices: `(B, K)` precomputed corpus rows to use instead of searching the index.
+        """
+        query_vectors = self.encode_queries(input_ids, attention_mask)
+        if doc_indices is None:
+            doc_indices = self.retrieve(query_vectors)
+        doc_scores = self.score_documents(query_vectors, doc_indices)
+        output = EtragOutput(doc_scores=doc_scores, retrieved_doc_indices=doc_indices)
+        if labels is None:
+            return output
+
+        if generator_input_ids is None:
+            generator_input_ids, generator_attention_mask = input_ids, attention_mask
+        context_ids, context_mask = self.build_contexts(generator_input_ids, generator_attention_mask, doc_indices)
+        n_docs = doc_indices.shape[1]
+        logprobs, logits = target_logprobs(
+            self.generator,
+            context_ids,
+            context_mask,
+            labels.repeat_interleave(n_docs, dim=0),
+            pad_id=self.generator_pad_id,
+            return_logits=return_logits,
+        )
+        logprobs = logprobs.view(labels.shape[0], n_docs, -1)
+        terms = self.objective(ObjectiveInputs(doc_scores, logprobs, (labels != IGNORE_INDEX).long()))
+        output.loss = terms["loss"]
+        output.loss_terms = {name: value.detach() for name, value in terms.items() if name != "loss"}
+        output.target_logprobs = logprobs
+        output.logits = logits
+        return output
+
+    @torch.no_grad()
+    def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        """Retrieve, then decode with the objective's marginalisation; see [`hf_etrag.generation.rag_generate`]."""
+        return rag_generate(self, input_ids, attention_mask, **kwargs)
+
+
+def _load_generator(name_or_path: str, **kwargs: Any) -> PreTrainedModel:
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(name_or_path, **{k: v for k, v in kwargs.items() if k == "gguf_file"})
+    model_class = AutoModelForSeq2SeqLM if config.is_encoder_decoder else AutoModelForCausalLM
+    return model_class.from_pretrained(name_or_path, **kwargs)
