@@ -69,6 +69,9 @@ class EtragPreTrainedModel(PreTrainedModel):
 class EtragModel(EtragPreTrainedModel):
     """Retriever plus generator. Attach a [`PassageIndex`] with [`set_index`] before calling `forward`."""
 
+    # The loss is already a per-example mean; the Trainer must scale it for gradient accumulation itself.
+    accepts_loss_kwargs = False
+
     def __init__(
         self,
         config: EtragConfig,

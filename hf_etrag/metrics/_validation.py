@@ -12,11 +12,11 @@ def check_same_length(first_name: str, first: Sized, second_name: str, second: S
         )
 
 
-def check_k(k: object, name: str = "k") -> int:
+def check_k(k: object) -> int:
     """Return `k` if it is an integer >= 1, else raise `ValueError` naming it."""
     # bool is an int subclass; `k=True` is almost certainly a bug, not "top-1".
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {name}={k!r}")
+        raise ValueError(f"k must be an integer >= 1, got k={k!r}")
     return k
 
 

@@ -40,7 +40,7 @@ def _answer_list(answers: str | list[str]) -> list[str]:
     return golds
 
 
-def tokens_f1(prediction_tokens: list[str], gold_tokens: list[str]) -> float:
+def _tokens_f1(prediction_tokens: list[str], gold_tokens: list[str]) -> float:
     """Bag-of-tokens F1 between two token lists (SQuAD v1.1 `f1_score` after tokenisation).
 
     Returns 0.0 when the lists share no token, including when either is empty.
@@ -69,7 +69,8 @@ def token_f1(prediction: str, answers: str | list[str]) -> float:
     Tokens are the whitespace-separated words of `normalize_answer` output.
     """
     prediction_tokens = normalize_answer(prediction).split()
-    return max(tokens_f1(prediction_tokens, normalize_answer(gold).split()) for gold in _answer_list(answers))
+    golds = _answer_list(answers)
+    return max(_tokens_f1(prediction_tokens, normalize_answer(gold).split()) for gold in golds)
 
 
 def squad_scores(predictions: list[str], references: list[str | list[str]]) -> dict[str, float]:

@@ -94,7 +94,7 @@ def retrieval_scores(
     `mrr` uses the whole retrieved list and `mean_gold_rank` averages the 1-based rank over the
     queries whose gold was found (`None` if it was found for none). Empty inputs score 0.0.
     """
-    ks = [check_k(k, name="k") for k in ks]
+    ks = [check_k(k) for k in ks]
     ranks = _gold_ranks(retrieved, gold)
     scores: dict[str, float | None] = {f"recall@{k}": _recall(ranks, k) for k in ks}
     scores["mrr"] = _mrr(ranks, None)

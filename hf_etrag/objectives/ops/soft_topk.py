@@ -99,9 +99,11 @@ def soft_topk(scores: Tensor, k: int, temperature: float, exclude_mask: Tensor |
     # Why the floor: at small temperature (or for a dominant score) D_i is exactly one-hot
     # in floating point, so 1 - D_i == 0. log(0) = -inf would still exclude the entry in
     # the forward pass, but its derivative 1/(1 - D_i) is inf, and inf * 0 in the
-    # softmax backward yields NaN gradients. log(eps) ~ -27.6 is already enough to rule
-    # the entry out once divided by tau. The floor is raised to the dtype's smallest
-    # normal number where 1e-12 would underflow to 0 (float16).
+    # softmax backward yields NaN gradients. With the floor the penalty is log(eps) ~ -27.6,
+    # which once divided by a small tau rules the entry out. (At tau ~ 1 with a score gap
+    # beyond ~17, where float32 rounds D_i to 1, the exact penalty would be larger, so the
+    # entry keeps some weight in later D_i; the relaxation is soft there anyway.) The floor
+    # is raised to the dtype's smallest normal number where 1e-12 underflows (float16).
     eps = max(_EPS, torch.finfo(scores.dtype).tiny)
     selections = []
     for _ in range(k):
