@@ -154,12 +154,12 @@ def _rag_token_greedy(
     for _ in range(max_new_tokens):
         prefix = generated.repeat_interleave(n_docs, dim=0)
         if encoder_outputs is not None:
-            decoder_input = torch.cat([torch.full_like(prefix[:, :1], start), prefix], dim=1)
+            decoder_input = torch.cat([prefix.new_full((prefix.shape[0], 1), start), prefix], dim=1)
             logits = generator(
                 encoder_outputs=encoder_outputs, attention_mask=context_mask, decoder_input_ids=decoder_input
             ).logits[:, -1]
         else:
-            labels = torch.cat([prefix, torch.full_like(prefix[:, :1], pad)], dim=1)
+            labels = torch.cat([prefix, prefix.new_full((prefix.shape[0], 1), pad)], dim=1)
             _, step_logits = target_logprobs(
                 generator, context_ids, context_mask, labels, pad_id=pad, return_logits=True
             )

@@ -85,6 +85,10 @@ class EtragModel(EtragPreTrainedModel):
         self.query_encoder = query_encoder or AutoModel.from_config(config.query_encoder)
         if not config.shared_encoders:
             self.doc_encoder = doc_encoder or AutoModel.from_config(config.doc_encoder)
+        for encoder in (self.query_encoder, getattr(self, "doc_encoder", None)):
+            # We pool token states ourselves; the encoder's own pooler (BERT's) would be dead weight.
+            if encoder is not None and isinstance(getattr(encoder, "pooler", None), torch.nn.Module):
+                encoder.pooler = None
         generator_class = AutoModelForSeq2SeqLM if config.is_seq2seq_generator else AutoModelForCausalLM
         self.generator = generator or generator_class.from_config(config.generator)
         self.objective = build_objective(config.objective, **config.objective_kwargs)

@@ -1,0 +1,87 @@
+"""Tiny models, a tokenizer trained on the fly and a small synthetic corpus, built once per session and
+deep-copied per test (as sentence-transformers' conftest does)."""
+
+from __future__ import annotations
+
+import copy
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from hf_etrag import EtragConfig, EtragModel, PassageIndex, tokenize_corpus  # noqa: E402
+from hf_etrag.callbacks import refresh_index  # noqa: E402
+from hf_etrag.data import make_synthetic_knowledge_base, tokenize_qa_dataset  # noqa: E402
+from hf_etrag.tiny_models import tiny_bart_config, tiny_bert_config, train_wordpiece_tokenizer  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def knowledge_base():
+    return make_synthetic_knowledge_base(n_people=12, seed=1)
+
+
+@pytest.fixture(scope="session")
+def tokenizer(knowledge_base):
+    texts = list(knowledge_base.corpus["text"]) + list(knowledge_base.train["question"])
+    return train_wordpiece_tokenizer(texts, vocab_size=400)
+
+
+@pytest.fixture(scope="session")
+def tokenized_corpus(knowledge_base, tokenizer):
+    return tokenize_corpus(knowledge_base.corpus, tokenizer, max_passage_length=48)
+
+
+@pytest.fixture(scope="session")
+def qa_train(knowledge_base, tokenizer, tokenized_corpus):
+    ids = [str(i) for i in tokenized_corpus["id"]]
+    return tokenize_qa_dataset(knowledge_base.train, tokenizer, passage_ids=ids)
+
+
+def make_config(tokenizer, **overrides) -> EtragConfig:
+    vocab = len(tokenizer)
+    kwargs = dict(
+        query_encoder=tiny_bert_config(vocab, hidden_size=32, layers=1),
+        generator=tiny_bart_config(
+            vocab, tokenizer.pad_token_id, tokenizer.cls_token_id, tokenizer.sep_token_id, d_model=32, layers=1
+        ),
+        n_docs=3,
+        similarity="dot",
+        pooling="mean",
+    )
+    kwargs.update(overrides)
+    return EtragConfig(**kwargs)
+
+
+@pytest.fixture(scope="session")
+def _base_model(tokenizer):
+    torch.manual_seed(0)
+    return EtragModel(make_config(tokenizer))
+
+
+@pytest.fixture(scope="session")
+def _base_index(_base_model, tokenized_corpus):
+    index = PassageIndex(tokenized_corpus)
+    _base_model.set_index(index)
+    refresh_index(_base_model)
+    _base_model.set_index(None)
+    return index
+
+
+@pytest.fixture
+def model_and_index(_base_model, _base_index):
+    """A fresh copy of the tiny model with its own copy of an already-built index."""
+    model = copy.deepcopy(_base_model)
+    index = PassageIndex(_base_index.corpus, embeddings=_base_index.embeddings.copy())
+    model.set_index(index)
+    return model, index
+
+
+def first_batch(dataset, n: int = 4) -> dict[str, torch.Tensor]:
+    from hf_etrag.data import EtragDataCollator
+
+    rows = [{k: dataset[i][k] for k in ("input_ids", "labels", "gold_passage_index")} for i in range(n)]
+    return EtragDataCollator(0, 0)(rows)

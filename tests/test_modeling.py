@@ -1,0 +1,94 @@
+import copy
+
+import pytest
+import torch
+from transformers import AutoModel
+
+from hf_etrag import EtragModel
+
+from .conftest import first_batch, make_config
+
+
+def _batch(qa_train):
+    batch = first_batch(qa_train, n=4)
+    batch.pop("gold_passage_index")
+    return batch
+
+
+def test_save_load_round_trip_gives_identical_outputs(tmp_path, model_and_index, qa_train):
+    model, index = model_and_index
+    model.eval()
+    batch = _batch(qa_train)
+    before = model(**batch)
+    model.save_pretrained(tmp_path)
+    assert (tmp_path / "model.safetensors").is_file()
+    assert not list(tmp_path.glob("*.bin")), "weights must be saved as safetensors only"
+
+    loaded = EtragModel.from_pretrained(tmp_path)
+    loaded.set_index(index)
+    loaded.eval()
+    after = loaded(**batch)
+    torch.testing.assert_close(after.loss, before.loss, rtol=0, atol=0)
+    torch.testing.assert_close(after.doc_scores, before.doc_scores, rtol=0, atol=0)
+    assert torch.equal(after.retrieved_doc_indices, before.retrieved_doc_indices)
+
+
+def _grad_norm(module: torch.nn.Module) -> float:
+    return sum(float(p.grad.abs().sum()) for p in module.parameters() if p.grad is not None)
+
+
+def test_gradients_reach_query_encoder_document_encoder_and_generator(tokenizer, _base_index, qa_train):
+    torch.manual_seed(0)
+    config = make_config(tokenizer)
+    config.doc_encoder = copy.deepcopy(config.query_encoder)
+    model = EtragModel(config)
+    model.set_index(_base_index)
+    model.train()
+    model(**_batch(qa_train)).loss.backward()
+    assert _grad_norm(model.query_encoder) > 0
+    assert _grad_norm(model.doc_encoder) > 0
+    assert _grad_norm(model.generator) > 0
+
+
+def test_query_side_training_leaves_document_encoder_without_gradient(tokenizer, _base_index, qa_train):
+    config = make_config(tokenizer, train_doc_encoder=False)
+    config.doc_encoder = copy.deepcopy(config.query_encoder)
+    model = EtragModel(config)
+    model.set_index(_base_index)
+    model.train()
+    model(**_batch(qa_train)).loss.backward()
+    assert _grad_norm(model.query_encoder) > 0
+    assert all(p.grad is None for p in model.doc_encoder.parameters())
+
+
+def test_forward_without_index_explains_how_to_attach_one(tokenizer, qa_train):
+    model = EtragModel(make_config(tokenizer))
+    with pytest.raises(RuntimeError, match="set_index"):
+        model(**_batch(qa_train))
+
+
+@pytest.mark.parametrize("decoding", ["sequence", "token"])
+def test_generate_returns_text(model_and_index, qa_train, tokenizer, decoding):
+    model, _ = model_and_index
+    batch = _batch(qa_train)
+    sequences, doc_indices = model.generate(
+        batch["input_ids"], batch["attention_mask"], max_new_tokens=4, decoding=decoding, return_doc_indices=True
+    )
+    assert sequences.shape[0] == 4 and 1 <= sequences.shape[1] <= 4
+    assert doc_indices.shape == (4, model.config.n_docs)
+    texts = tokenizer.batch_decode(sequences, skip_special_tokens=True)
+    assert len(texts) == 4 and all(isinstance(t, str) for t in texts)
+    assert any(t.strip() for t in texts), "a random generator still emits some tokens"
+
+
+def test_from_pretrained_retriever_generator_assembles_local_checkpoints(tmp_path, model_and_index):
+    model, _ = model_and_index
+    model.query_encoder.save_pretrained(tmp_path / "encoder")
+    model.generator.save_pretrained(tmp_path / "generator")
+    assembled = EtragModel.from_pretrained_retriever_generator(
+        str(tmp_path / "encoder"), str(tmp_path / "generator"), n_docs=2, objective="rag_token"
+    )
+    assert assembled.config.n_docs == 2 and assembled.config.objective == "rag_token"
+    reference = AutoModel.from_pretrained(tmp_path / "encoder")
+    for (name, ours), (_, theirs) in zip(assembled.query_encoder.state_dict().items(), reference.state_dict().items()):
+        assert torch.equal(ours, theirs), f"{name} changed while assembling"
