@@ -25,7 +25,8 @@ def _pad(rows: list[list[int]], value: int) -> tuple[torch.Tensor, torch.Tensor]
 @dataclass
 class EtragDataCollator:
     """Pads `input_ids` (retriever), optional `generator_input_ids`, `labels` (with -100) and carries
-    `gold_passage_index` (corpus row, -1 when unknown) for retrieval statistics."""
+    `gold_passage_index` (corpus row, -1 when unknown) for retrieval statistics, and `doc_indices` (fixed
+    passages per example, bypassing the search) when the dataset has them."""
 
     retriever_pad_id: int
     generator_pad_id: int
@@ -38,6 +39,8 @@ class EtragDataCollator:
             batch["generator_input_ids"], batch["generator_attention_mask"] = ids, mask
         if "labels" in features[0]:
             batch["labels"], _ = _pad([f["labels"] for f in features], IGNORE_INDEX)
+        if "doc_indices" in features[0]:
+            batch["doc_indices"] = torch.tensor([f["doc_indices"] for f in features], dtype=torch.long)
         if "gold_passage_index" in features[0]:
             batch["gold_passage_index"] = torch.tensor([f["gold_passage_index"] for f in features])
         return batch
