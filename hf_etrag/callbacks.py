@@ -19,7 +19,9 @@ logger = logging.getLogger(__name__)
 
 
 @torch.no_grad()
-def refresh_index(model: Any, batch_size: int = 128, step: int | None = None, show_progress: bool = False) -> dict:
+def refresh_index(
+    model: Any, batch_size: int = 128, step: int | None = None, show_progress: bool = False
+) -> dict:
     """Re-encode the whole corpus with `model`'s current document encoder and swap the index.
 
     Returns `{"refresh_seconds", "refresh_staleness"}`: staleness is `1 - mean cos(old_i, new_i)` over
@@ -105,7 +107,12 @@ class IndexRefreshCallback(TrainerCallback, ExportableState):
         logger.info("Index refreshed at step %d in %.2fs", state.global_step, stats["refresh_seconds"])
 
     def on_train_begin(
-        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, model: Any = None, **kwargs
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        model: Any = None,
+        **kwargs,
     ) -> None:
         if self.refresh_steps and state.max_steps and self.refresh_steps > state.max_steps:
             logger.warning(
@@ -117,13 +124,23 @@ class IndexRefreshCallback(TrainerCallback, ExportableState):
             self._refresh(model, state)
 
     def on_step_end(
-        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, model: Any = None, **kwargs
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        model: Any = None,
+        **kwargs,
     ) -> None:
         if self.refresh_steps and state.global_step % self.refresh_steps == 0 and model is not None:
             self._refresh(model, state)
 
     def on_epoch_end(
-        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, model: Any = None, **kwargs
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        model: Any = None,
+        **kwargs,
     ) -> None:
         if self.refresh_on_epoch_end and model is not None and self.last_refresh_step != state.global_step:
             self._refresh(model, state)

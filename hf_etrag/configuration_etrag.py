@@ -85,7 +85,9 @@ class EtragConfig(PretrainedConfig):
         if not (isinstance(self.n_docs, int) and self.n_docs >= 1):
             raise ValueError(f"`n_docs` must be an integer >= 1; got {self.n_docs!r}.")
         if not (isinstance(self.max_context_length, int) and self.max_context_length >= 8):
-            raise ValueError(f"`max_context_length` must be an integer >= 8; got {self.max_context_length!r}.")
+            raise ValueError(
+                f"`max_context_length` must be an integer >= 8; got {self.max_context_length!r}."
+            )
         if self.objective not in available_objectives():
             raise ValueError(
                 f"`objective` {self.objective!r} is unknown; choose one of {sorted(available_objectives())}."

@@ -63,7 +63,9 @@ def _minilm_path() -> str | None:
     return str(module.get_model_path()) if hasattr(module, "get_model_path") else str(module.MODEL_DIR)
 
 
-def build_demo_model(settings: DemoSettings, texts: list[str]) -> tuple[EtragModel, PreTrainedTokenizerBase, str]:
+def build_demo_model(
+    settings: DemoSettings, texts: list[str]
+) -> tuple[EtragModel, PreTrainedTokenizerBase, str]:
     """The initial model shared by both runs, its tokenizer, and a description of the retriever."""
     torch.manual_seed(settings.seed)
     minilm = _minilm_path() if settings.use_pretrained in (None, True) else None
@@ -72,7 +74,9 @@ def build_demo_model(settings: DemoSettings, texts: list[str]) -> tuple[EtragMod
     if minilm is not None:
         tokenizer = AutoTokenizer.from_pretrained(minilm)
         # Dropout off: the demo trains for few steps, where it only slows learning (and CPU time).
-        query_encoder = AutoModel.from_pretrained(minilm, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+        query_encoder = AutoModel.from_pretrained(
+            minilm, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0
+        )
         generator = _minilm_bert2bert(minilm, tokenizer)
         described = "all-MiniLM-L6-v2 retriever, BERT2BERT generator warm-started from it"
     else:
@@ -80,7 +84,11 @@ def build_demo_model(settings: DemoSettings, texts: list[str]) -> tuple[EtragMod
         query_encoder = AutoModel.from_config(tiny_bert_config(len(tokenizer), hidden_size=128))
         generator = BartForConditionalGeneration(
             tiny_bart_config(
-                len(tokenizer), tokenizer.pad_token_id, tokenizer.cls_token_id, tokenizer.sep_token_id, d_model=128
+                len(tokenizer),
+                tokenizer.pad_token_id,
+                tokenizer.cls_token_id,
+                tokenizer.sep_token_id,
+                d_model=128,
             )
         )
         described = "tiny random BERT retriever, tiny random BART generator"
@@ -143,7 +151,11 @@ def warm_up_reader(model: EtragModel, index: PassageIndex, train, settings: Demo
     model.query_encoder.requires_grad_(False)
     with tempfile.TemporaryDirectory() as output_dir:
         args = _training_args(
-            output_dir, settings, settings.reader_warmup_steps, 2 * settings.batch_size, lr_scheduler_type="constant"
+            output_dir,
+            settings,
+            settings.reader_warmup_steps,
+            2 * settings.batch_size,
+            lr_scheduler_type="constant",
         )
         EtragTrainer(model, args, train_dataset=gold).train()
     model.query_encoder.requires_grad_(True)
@@ -158,7 +170,9 @@ def _train_and_evaluate(
     refresh_index(model, step=0)
     with tempfile.TemporaryDirectory() as output_dir:
         refresh_steps = settings.refresh_steps if end_to_end else 0
-        args = _training_args(output_dir, settings, settings.max_steps, settings.batch_size, refresh_steps=refresh_steps)
+        args = _training_args(
+            output_dir, settings, settings.max_steps, settings.batch_size, refresh_steps=refresh_steps
+        )
         EtragTrainer(model, args, train_dataset=train).train()
     if end_to_end:
         refresh_index(model)
@@ -181,15 +195,23 @@ def run_demo(settings: DemoSettings | None = None) -> dict[str, dict[str, float]
     corpus = tokenize_corpus(kb.corpus, tokenizer, max_passage_length=64)
     train = tokenize_qa_dataset(kb.train, tokenizer, passage_ids=[str(i) for i in corpus["id"]])
     test = tokenize_qa_dataset(kb.test, tokenizer, passage_ids=[str(i) for i in corpus["id"]])
-    train = train.remove_columns([c for c in train.column_names if c in ("id", "question", "answers", "relation")])
+    train = train.remove_columns(
+        [c for c in train.column_names if c in ("id", "question", "answers", "relation")]
+    )
     if settings.reader_warmup_steps:
-        print(f"\n== generator warm-up: {settings.reader_warmup_steps} steps reading gold passages (shared by both runs)")
+        print(
+            f"\n== generator warm-up: {settings.reader_warmup_steps} steps reading gold passages (shared by both runs)"
+        )
         warm_up_reader(base_model, PassageIndex(corpus), train, settings)
     results = {}
     for name, end_to_end in (("frozen", False), ("end-to-end", True)):
-        print(f"\n== {name}: {'retriever trained through the generator' if end_to_end else 'retriever frozen'}")
+        print(
+            f"\n== {name}: {'retriever trained through the generator' if end_to_end else 'retriever frozen'}"
+        )
         model = copy.deepcopy(base_model)
-        results[name] = _train_and_evaluate(model, PassageIndex(corpus), train, test, tokenizer, settings, end_to_end)
+        results[name] = _train_and_evaluate(
+            model, PassageIndex(corpus), train, test, tokenizer, settings, end_to_end
+        )
     print(f"\n{'':12}{'recall@1':>10}{'recall@5':>10}{'EM':>8}")
     for name, scores in results.items():
         print(f"{name:12}{scores['recall@1']:>10.3f}{scores['recall@5']:>10.3f}{scores['exact_match']:>8.3f}")

@@ -31,7 +31,9 @@ def evaluate_qa(
     collator = EtragDataCollator(model._retriever_pad, model.generator_pad_id)
     device = next(model.parameters()).device
     retrieved, golds, predictions = [], [], []
-    for start in tqdm(range(0, len(dataset), batch_size), desc="Evaluating", disable=not show_progress, leave=False):
+    for start in tqdm(
+        range(0, len(dataset), batch_size), desc="Evaluating", disable=not show_progress, leave=False
+    ):
         rows = dataset.select(range(start, min(start + batch_size, len(dataset))))
         batch = collator([{k: r[k] for k in r if k not in ("answers", "question", "id")} for r in rows])
         batch = {k: v.to(device) for k, v in batch.items()}
@@ -51,7 +53,9 @@ def evaluate_qa(
     if has_gold.any():
         scores.update(
             retrieval_scores(
-                [r for r, g in zip(retrieved, has_gold) if g], [g for g in golds if g >= 0], ks=ks
+                [r for r, g in zip(retrieved, has_gold, strict=True) if g],
+                [g for g in golds if g >= 0],
+                ks=ks,
             )
         )
     return scores

@@ -63,7 +63,11 @@ def rag_generate(
 
 
 def _generate_per_passage(
-    model: EtragModel, context_ids: torch.Tensor, context_mask: torch.Tensor, max_new_tokens: int, num_beams: int
+    model: EtragModel,
+    context_ids: torch.Tensor,
+    context_mask: torch.Tensor,
+    max_new_tokens: int,
+    num_beams: int,
 ) -> torch.Tensor:
     pad, eos, start = _special_ids(model)
     generator = model.generator
@@ -122,8 +126,12 @@ def _rag_sequence_thorough(
     candidates = _generate_per_passage(model, context_ids, context_mask, max_new_tokens, num_beams)
     labels = _to_labels(candidates, pad, eos)  # (B*K, T): candidate c of example b is row b*K + c
     # Pair candidate c with passage k for every (b, c, k): contexts repeat per candidate.
-    candidate_labels = labels.view(batch, n_docs, 1, -1).expand(-1, -1, n_docs, -1).reshape(-1, labels.shape[1])
-    paired_ids = context_ids.view(batch, 1, n_docs, -1).expand(-1, n_docs, -1, -1).reshape(-1, context_ids.shape[1])
+    candidate_labels = (
+        labels.view(batch, n_docs, 1, -1).expand(-1, -1, n_docs, -1).reshape(-1, labels.shape[1])
+    )
+    paired_ids = (
+        context_ids.view(batch, 1, n_docs, -1).expand(-1, n_docs, -1, -1).reshape(-1, context_ids.shape[1])
+    )
     paired_mask = context_mask.view(batch, 1, n_docs, -1).expand(-1, n_docs, -1, -1).reshape(paired_ids.shape)
     logprobs, _ = target_logprobs(model.generator, paired_ids, paired_mask, candidate_labels, pad_id=pad)
     mask = (candidate_labels != IGNORE_INDEX).to(logprobs.dtype)

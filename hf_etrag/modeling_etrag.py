@@ -110,7 +110,9 @@ class EtragModel(EtragPreTrainedModel):
         Like `RagModel.from_pretrained_question_encoder_generator`; `config_kwargs` go to [`EtragConfig`].
         """
         query_encoder = AutoModel.from_pretrained(query_encoder_name_or_path)
-        doc_encoder = AutoModel.from_pretrained(doc_encoder_name_or_path) if doc_encoder_name_or_path else None
+        doc_encoder = (
+            AutoModel.from_pretrained(doc_encoder_name_or_path) if doc_encoder_name_or_path else None
+        )
         generator = _load_generator(generator_name_or_path, **(generator_kwargs or {}))
         config = EtragConfig(
             query_encoder=query_encoder.config,
@@ -150,14 +152,18 @@ class EtragModel(EtragPreTrainedModel):
 
     def retrieve(self, query_vectors: torch.Tensor, n_docs: int | None = None) -> torch.Tensor:
         """`(B, K)` corpus row numbers of the top-K passages (no gradient: search is discrete)."""
-        _, indices = self.index.search(query_vectors.detach().float().cpu().numpy(), n_docs or self.config.n_docs)
+        _, indices = self.index.search(
+            query_vectors.detach().float().cpu().numpy(), n_docs or self.config.n_docs
+        )
         return torch.from_numpy(indices.astype(np.int64)).to(query_vectors.device)
 
     def score_documents(self, query_vectors: torch.Tensor, doc_indices: torch.Tensor) -> torch.Tensor:
         """`(B, K)` scores `sim(q, d) / temperature`, with gradient to the query encoder and, when
         `train_doc_encoder`, to the document encoder (the retrieved passages are re-encoded)."""
         if self.config.train_doc_encoder and self.training:
-            ids, mask = self.index.retriever_tokens.batch(doc_indices.flatten().cpu().numpy(), self._retriever_pad)
+            ids, mask = self.index.retriever_tokens.batch(
+                doc_indices.flatten().cpu().numpy(), self._retriever_pad
+            )
             doc_vectors = self.encode_passages(ids.to(query_vectors.device), mask.to(query_vectors.device))
         else:
             stored = self.index.embeddings[doc_indices.flatten().cpu().numpy()]
@@ -177,7 +183,10 @@ class EtragModel(EtragPreTrainedModel):
         return 0 if pad is None else int(pad)
 
     def build_contexts(
-        self, generator_input_ids: torch.Tensor, generator_attention_mask: torch.Tensor, doc_indices: torch.Tensor
+        self,
+        generator_input_ids: torch.Tensor,
+        generator_attention_mask: torch.Tensor,
+        doc_indices: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """`(B*K, L)` generator inputs: each query joined with each of its retrieved passages."""
         passages = self.index.generator_tokens
@@ -223,7 +232,9 @@ class EtragModel(EtragPreTrainedModel):
 
         if generator_input_ids is None:
             generator_input_ids, generator_attention_mask = input_ids, attention_mask
-        context_ids, context_mask = self.build_contexts(generator_input_ids, generator_attention_mask, doc_indices)
+        context_ids, context_mask = self.build_contexts(
+            generator_input_ids, generator_attention_mask, doc_indices
+        )
         n_docs = doc_indices.shape[1]
         logprobs, logits = target_logprobs(
             self.generator,

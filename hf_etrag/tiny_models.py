@@ -40,7 +40,9 @@ def train_wordpiece_tokenizer(texts: Iterable[str], vocab_size: int = 2000) -> P
     )
 
 
-def tiny_bert_config(vocab_size: int, hidden_size: int = 64, layers: int = 2, pad_token_id: int = 0) -> BertConfig:
+def tiny_bert_config(
+    vocab_size: int, hidden_size: int = 64, layers: int = 2, pad_token_id: int = 0
+) -> BertConfig:
     return BertConfig(
         vocab_size=vocab_size,
         hidden_size=hidden_size,

@@ -63,7 +63,10 @@ class EtragTrainer(Trainer):
         if data_collator is None:
             data_collator = EtragDataCollator(model._retriever_pad, model.generator_pad_id)
         super().__init__(model=model, args=args, data_collator=data_collator, **kwargs)
-        self._metrics: dict[str, dict[str, list[float]]] = {"train": defaultdict(list), "eval": defaultdict(list)}
+        self._metrics: dict[str, dict[str, list[float]]] = {
+            "train": defaultdict(list),
+            "eval": defaultdict(list),
+        }
         self._add_refresh_callback()
 
     def _add_refresh_callback(self) -> None:
@@ -93,7 +96,9 @@ class EtragTrainer(Trainer):
         groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = defaultdict(list)
         for name, param in opt_model.named_parameters():
             if param.requires_grad:
-                is_retriever = name.startswith(("query_encoder.", "doc_encoder.")) or ".query_encoder." in name
+                is_retriever = (
+                    name.startswith(("query_encoder.", "doc_encoder.")) or ".query_encoder." in name
+                )
                 groups[(is_retriever, name in decay)].append(param)
         optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, opt_model)
         param_groups = [
@@ -154,5 +159,9 @@ class EtragTrainer(Trainer):
         super()._save(output_dir, state_dict)
         output_dir = output_dir if output_dir is not None else self.args.output_dir
         index = self.etrag_model._index
-        if self.args.should_save and getattr(self.args, "save_index_with_checkpoints", False) and index is not None:
+        if (
+            self.args.should_save
+            and getattr(self.args, "save_index_with_checkpoints", False)
+            and index is not None
+        ):
             index.save(os.path.join(output_dir, INDEX_FOLDER))

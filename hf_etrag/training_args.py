@@ -19,12 +19,16 @@ class EtragTrainingArguments(TrainingArguments):
 
     refresh_steps: int = field(
         default=0,
-        metadata={"help": "Re-encode the corpus with the current document encoder every N optimiser steps (0: never)."},
+        metadata={
+            "help": "Re-encode the corpus with the current document encoder every N optimiser steps (0: never)."
+        },
     )
     refresh_on_epoch_end: bool = field(
         default=False, metadata={"help": "Also refresh the index at the end of every epoch."}
     )
-    refresh_batch_size: int = field(default=128, metadata={"help": "Passages per encoder batch during a refresh."})
+    refresh_batch_size: int = field(
+        default=128, metadata={"help": "Passages per encoder batch during a refresh."}
+    )
     retriever_learning_rate: float | None = field(
         default=None,
         metadata={
@@ -34,7 +38,9 @@ class EtragTrainingArguments(TrainingArguments):
     )
     save_index_with_checkpoints: bool = field(
         default=True,
-        metadata={"help": "Save the passage index (corpus, embeddings, FAISS index) inside every checkpoint."},
+        metadata={
+            "help": "Save the passage index (corpus, embeddings, FAISS index) inside every checkpoint."
+        },
     )
     remove_unused_columns: bool = field(
         default=False, metadata={"help": "Kept False: retrieval fields are not in `forward`'s signature."}
@@ -43,7 +49,9 @@ class EtragTrainingArguments(TrainingArguments):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.refresh_steps < 0:
-            raise ValueError(f"`refresh_steps` must be >= 0 (0 disables periodic refresh); got {self.refresh_steps}.")
+            raise ValueError(
+                f"`refresh_steps` must be >= 0 (0 disables periodic refresh); got {self.refresh_steps}."
+            )
         if self.retriever_learning_rate is not None and self.retriever_learning_rate < 0:
             raise ValueError(f"`retriever_learning_rate` must be >= 0; got {self.retriever_learning_rate}.")
         if self.refresh_batch_size < 1:

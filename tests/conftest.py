@@ -46,7 +46,12 @@ def make_config(tokenizer, **overrides) -> EtragConfig:
     kwargs = dict(
         query_encoder=tiny_bert_config(vocab, hidden_size=32, layers=1),
         generator=tiny_bart_config(
-            vocab, tokenizer.pad_token_id, tokenizer.cls_token_id, tokenizer.sep_token_id, d_model=32, layers=1
+            vocab,
+            tokenizer.pad_token_id,
+            tokenizer.cls_token_id,
+            tokenizer.sep_token_id,
+            d_model=32,
+            layers=1,
         ),
         n_docs=3,
         similarity="dot",

@@ -60,7 +60,9 @@ def test_refresh_callback_swaps_the_index_and_logs_staleness(tmp_path, model_and
     # the index now answers with the current encoder: re-encoding gives what it stores
     model.eval()
     ids, mask = index.retriever_tokens.batch([0, 1], 0)
-    np.testing.assert_allclose(model.encode_passages(ids, mask).detach().numpy(), index.embeddings[:2], atol=1e-5)
+    np.testing.assert_allclose(
+        model.encode_passages(ids, mask).detach().numpy(), index.embeddings[:2], atol=1e-5
+    )
 
 
 def test_gradient_accumulation_eval_and_checkpoints_with_index(tmp_path, model_and_index, qa_train):
@@ -74,12 +76,16 @@ def test_gradient_accumulation_eval_and_checkpoints_with_index(tmp_path, model_a
         save_steps=2,
         refresh_steps=2,
     )
-    trainer = EtragTrainer(model, args, index=index, train_dataset=qa_train, eval_dataset=qa_train.select(range(8)))
+    trainer = EtragTrainer(
+        model, args, index=index, train_dataset=qa_train, eval_dataset=qa_train.select(range(8))
+    )
     trainer.train()
     history = trainer.state.log_history
     train_logs = [h for h in history if "loss" in h]
     eval_logs = [h for h in history if "eval_loss" in h]
-    assert train_logs and all(k in train_logs[0] for k in ("generator_nll", "retriever_entropy", "gold_in_top_k"))
+    assert train_logs and all(
+        k in train_logs[0] for k in ("generator_nll", "retriever_entropy", "gold_in_top_k")
+    )
     assert eval_logs and "eval_gold_in_top_k" in eval_logs[0]
     checkpoint = tmp_path / "out" / "checkpoint-4"
     assert (checkpoint / "model.safetensors").is_file()

@@ -33,7 +33,9 @@ class EtragDataCollator:
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         batch: dict[str, torch.Tensor] = {}
-        batch["input_ids"], batch["attention_mask"] = _pad([f["input_ids"] for f in features], self.retriever_pad_id)
+        batch["input_ids"], batch["attention_mask"] = _pad(
+            [f["input_ids"] for f in features], self.retriever_pad_id
+        )
         if "generator_input_ids" in features[0]:
             ids, mask = _pad([f["generator_input_ids"] for f in features], self.generator_pad_id)
             batch["generator_input_ids"], batch["generator_attention_mask"] = ids, mask

@@ -43,9 +43,9 @@ def tokenize_qa_dataset(
                     "be a non-empty list of strings."
                 )
         out = {
-            "input_ids": retriever_tokenizer(
-                batch["question"], truncation=True, max_length=max_query_length
-            )["input_ids"]
+            "input_ids": retriever_tokenizer(batch["question"], truncation=True, max_length=max_query_length)[
+                "input_ids"
+            ]
         }
         if separate:
             out["generator_input_ids"] = generator_tokenizer(
@@ -53,7 +53,9 @@ def tokenize_qa_dataset(
             )["input_ids"]
         # Targets are the answer then eos: the decoder's start token is the generator's business, not data.
         targets = generator_tokenizer(
-            [a[0] for a in batch["answers"]], truncation=True, max_length=max_target_length - 1,
+            [a[0] for a in batch["answers"]],
+            truncation=True,
+            max_length=max_target_length - 1,
             add_special_tokens=False,
         )["input_ids"]
         out["labels"] = [t + [eos_id] for t in targets]

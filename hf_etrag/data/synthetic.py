@@ -15,7 +15,28 @@ from datasets import Dataset
 
 __all__ = ["SyntheticKnowledgeBase", "make_synthetic_knowledge_base"]
 
-_ONSETS = ["b", "d", "f", "g", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z", "br", "gr", "kr", "tr", "sl", "st"]
+_ONSETS = [
+    "b",
+    "d",
+    "f",
+    "g",
+    "k",
+    "l",
+    "m",
+    "n",
+    "p",
+    "r",
+    "s",
+    "t",
+    "v",
+    "z",
+    "br",
+    "gr",
+    "kr",
+    "tr",
+    "sl",
+    "st",
+]
 _VOWELS = ["a", "e", "i", "o", "u", "ai", "ou"]
 _CODAS = ["", "n", "r", "l", "s", "k", "m", "x"]
 
@@ -23,33 +44,105 @@ _CODAS = ["", "n", "r", "l", "s", "k", "m", "x"]
 _RELATIONS: dict[str, tuple[str, tuple[str, ...]]] = {
     "birthplace": (
         "{subject}, a friend of {other}, was born in the town of {value}.",
-        ("harlow", "penmoor", "castleby", "dunmere", "ashford", "kelby", "northam", "rivenby", "olden", "westby",
-         "tarnhill", "brookmere"),
+        (
+            "harlow",
+            "penmoor",
+            "castleby",
+            "dunmere",
+            "ashford",
+            "kelby",
+            "northam",
+            "rivenby",
+            "olden",
+            "westby",
+            "tarnhill",
+            "brookmere",
+        ),
     ),
     "occupation": (
         "{subject}, who once met {other}, works as a {value}.",
-        ("baker", "pilot", "farmer", "painter", "doctor", "sailor", "teacher", "miner", "tailor", "judge",
-         "chemist", "gardener"),
+        (
+            "baker",
+            "pilot",
+            "farmer",
+            "painter",
+            "doctor",
+            "sailor",
+            "teacher",
+            "miner",
+            "tailor",
+            "judge",
+            "chemist",
+            "gardener",
+        ),
     ),
     "pet": (
         "{subject} and {other} are neighbours; {subject} keeps a {value} at home.",
-        ("cat", "parrot", "goat", "rabbit", "tortoise", "hamster", "ferret", "pony", "lizard", "goose",
-         "hedgehog", "donkey"),
+        (
+            "cat",
+            "parrot",
+            "goat",
+            "rabbit",
+            "tortoise",
+            "hamster",
+            "ferret",
+            "pony",
+            "lizard",
+            "goose",
+            "hedgehog",
+            "donkey",
+        ),
     ),
     "instrument": (
         "{subject} plays the {value} in a band with {other}.",
-        ("violin", "drums", "flute", "harp", "trumpet", "cello", "banjo", "piano", "oboe", "tuba", "lute",
-         "clarinet"),
+        (
+            "violin",
+            "drums",
+            "flute",
+            "harp",
+            "trumpet",
+            "cello",
+            "banjo",
+            "piano",
+            "oboe",
+            "tuba",
+            "lute",
+            "clarinet",
+        ),
     ),
     "food": (
         "At dinner with {other}, {subject} always orders {value}.",
-        ("soup", "pasta", "curry", "salad", "pizza", "noodles", "stew", "omelette", "risotto", "tacos",
-         "dumplings", "pancakes"),
+        (
+            "soup",
+            "pasta",
+            "curry",
+            "salad",
+            "pizza",
+            "noodles",
+            "stew",
+            "omelette",
+            "risotto",
+            "tacos",
+            "dumplings",
+            "pancakes",
+        ),
     ),
     "colour": (
         "The colour that {subject} loves most is {value}, unlike {other}.",
-        ("red", "blue", "green", "yellow", "purple", "orange", "silver", "black", "white", "brown", "pink",
-         "golden"),
+        (
+            "red",
+            "blue",
+            "green",
+            "yellow",
+            "purple",
+            "orange",
+            "silver",
+            "black",
+            "white",
+            "brown",
+            "pink",
+            "golden",
+        ),
     ),
 }
 
@@ -62,7 +155,9 @@ class SyntheticKnowledgeBase:
 
 
 def _word(rng: random.Random, syllables: int = 2) -> str:
-    return "".join(rng.choice(_ONSETS) + rng.choice(_VOWELS) + rng.choice(_CODAS) for _ in range(syllables)).capitalize()
+    return "".join(
+        rng.choice(_ONSETS) + rng.choice(_VOWELS) + rng.choice(_CODAS) for _ in range(syllables)
+    ).capitalize()
 
 
 def _names(rng: random.Random, n_people: int) -> list[str]:
@@ -84,7 +179,9 @@ def make_synthetic_knowledge_base(
 ) -> SyntheticKnowledgeBase:
     """Generate `n_people * 6` passages (one fact each) and one question per passage, split at random."""
     if n_people < 2:
-        raise ValueError(f"`n_people` must be at least 2 (each passage names a second person); got {n_people}.")
+        raise ValueError(
+            f"`n_people` must be at least 2 (each passage names a second person); got {n_people}."
+        )
     if not 0.0 < test_fraction < 1.0:
         raise ValueError(f"`test_fraction` must be in (0, 1); got {test_fraction}.")
     rng = random.Random(seed)
@@ -103,7 +200,9 @@ def make_synthetic_knowledge_base(
             questions.append(
                 {
                     "id": f"q{len(questions)}",
-                    "question": rng.choice(question_templates).format(keyword=keywords[relation], subject=subject),
+                    "question": rng.choice(question_templates).format(
+                        keyword=keywords[relation], subject=subject
+                    ),
                     "answers": [value],
                     "gold_passage_id": passage_id,
                     "relation": relation,

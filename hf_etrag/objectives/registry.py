@@ -17,7 +17,9 @@ def register_objective(name: str):
 
     def decorator(cls: type[RetrievalObjective]) -> type[RetrievalObjective]:
         if name in _OBJECTIVES and _OBJECTIVES[name] is not cls:
-            raise ValueError(f"An objective named {name!r} is already registered ({_OBJECTIVES[name].__name__}).")
+            raise ValueError(
+                f"An objective named {name!r} is already registered ({_OBJECTIVES[name].__name__})."
+            )
         cls.name = name
         _OBJECTIVES[name] = cls
         return cls

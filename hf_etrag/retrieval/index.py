@@ -41,7 +41,9 @@ def validate_corpus(corpus: Dataset) -> None:
     if len(set(ids)) != len(ids):
         seen: set[str] = set()
         duplicate = next(i for i in ids if i in seen or seen.add(i))
-        raise ValueError(f"Passage id {duplicate!r} appears more than once in the corpus; ids must be unique.")
+        raise ValueError(
+            f"Passage id {duplicate!r} appears more than once in the corpus; ids must be unique."
+        )
     for row, text in enumerate(corpus["text"]):
         if not isinstance(text, str) or not text.strip():
             raise ValueError(
@@ -64,11 +66,14 @@ def tokenize_corpus(
         titles = batch["title"] if has_title else None
         out = {}
         pairs = (titles, batch["text"]) if titles is not None else (batch["text"],)
-        out[RETRIEVER_IDS] = retriever_tokenizer(
-            *pairs, truncation=True, max_length=max_passage_length
-        )["input_ids"]
+        out[RETRIEVER_IDS] = retriever_tokenizer(*pairs, truncation=True, max_length=max_passage_length)[
+            "input_ids"
+        ]
         if generator_tokenizer is not None and generator_tokenizer is not retriever_tokenizer:
-            texts = [f"{t} / {x}" if t else x for t, x in zip(titles or [""] * len(batch["text"]), batch["text"])]
+            texts = [
+                f"{t} / {x}" if t else x
+                for t, x in zip(titles or [""] * len(batch["text"]), batch["text"], strict=True)
+            ]
             out[GENERATOR_IDS] = generator_tokenizer(
                 texts, truncation=True, max_length=max_passage_length, add_special_tokens=False
             )["input_ids"]

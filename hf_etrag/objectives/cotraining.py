@@ -1,0 +1,293 @@
+"""Auxiliary retriever co-training losses, added to a main objective with per-loss weights.
+
+Each loss returns ONE named term averaged over the batch. The likelihood-based losses (`emdr2`, `pdist`,
+`lsr`) use the generator only as a teacher: its log-likelihoods are detached, so their gradient reaches the
+retriever through `doc_scores` alone. `contrastive` is the DPR in-batch-negatives loss on raw vectors.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .base import ObjectiveInputs
+
+__all__ = [
+    "AUXILIARY_LOSSES",
+    "AuxiliaryLoss",
+    "ContrastiveLoss",
+    "Emdr2Loss",
+    "LsrLoss",
+    "PerplexityDistillationLoss",
+    "build_auxiliary_loss",
+    "combine_losses",
+]
+
+AUXILIARY_LOSSES: dict[str, type] = {}
+
+
+def _register(name: str):
+    def decorator(cls: type) -> type:
+        cls.name = name
+        AUXILIARY_LOSSES[name] = cls
+        return cls
+
+    return decorator
+
+
+def build_auxiliary_loss(name: str, **kwargs: Any) -> nn.Module:
+    if name not in AUXILIARY_LOSSES:
+        raise ValueError(f"Unknown auxiliary loss {name!r}; choose one of {sorted(AUXILIARY_LOSSES)}.")
+    return AUXILIARY_LOSSES[name](**kwargs)
+
+
+def _check_temperature(arg: str, value: float) -> float:
+    value = float(value)
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{arg} must be a finite number > 0, got {value!r}.")
+    return value
+
+
+def _detached_sequence_loglik(inputs: ObjectiveInputs) -> torch.Tensor:
+    """Validate shapes and return `(B, K)` sum_t log p(y_t|x,z_k,y_<t), detached (the generator is a teacher)."""
+    scores, logprobs, mask = inputs.doc_scores, inputs.target_logprobs, inputs.target_mask
+    if scores.dim() != 2:
+        raise ValueError(f"doc_scores must be (B, K), got shape {tuple(scores.shape)}.")
+    if logprobs.dim() != 3 or logprobs.shape[:2] != scores.shape:
+        raise ValueError(
+            f"target_logprobs must be (B, K, T) with (B, K) = {tuple(scores.shape)}, got {tuple(logprobs.shape)}."
+        )
+    if mask.shape != (logprobs.shape[0], logprobs.shape[2]):
+        raise ValueError(
+            f"target_mask must be (B, T) = {(logprobs.shape[0], logprobs.shape[2])}, got {tuple(mask.shape)}."
+        )
+    # float32 so that KLs between nearly equal distributions do not drown in bf16 rounding.
+    logprobs = logprobs.detach().float()
+    return (logprobs * mask.unsqueeze(1).to(logprobs.dtype)).sum(-1)
+
+
+def _kl(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
+    """Row-wise KL(p || q); terms with p_k = 0 count 0 (padded passages scored -inf would otherwise give NaN)."""
+    p = log_p.exp()
+    return torch.where(p > 0, p * (log_p - log_q), torch.zeros_like(p)).sum(-1)
+
+
+class AuxiliaryLoss(nn.Module):
+    """Base class: `forward(...) -> {"<name>_loss": tensor}`."""
+
+    name: ClassVar[str] = ""
+    citation: ClassVar[str] = ""
+
+    def get_config_dict(self) -> dict[str, Any]:
+        """Options shown on the model card."""
+        return {}
+
+
+@_register("emdr2")
+class Emdr2Loss(AuxiliaryLoss):
+    r"""EMDR$^2$ retriever loss: the marginal likelihood with the generator held fixed.
+
+    $$\mathcal{L} = -\log \sum_{k=1}^{K} \exp\big(\mathrm{sg}(\ell_k) + \log \mathrm{softmax}_k(s)\big),
+    \qquad \ell_k = \sum_t m_t \log p_G(y_t | x, z_k, y_{<t})$$
+
+    where `sg` is stop-gradient: unlike RAG-Sequence, only the retriever scores `s` get gradient.
+    Sachan et al., 2021 (NeurIPS).
+
+    Example:
+        >>> Emdr2Loss()(ObjectiveInputs(doc_scores, target_logprobs, target_mask))["emdr2_loss"]
+    """
+
+    citation: ClassVar[str] = """@inproceedings{sachan2021emdr2,
+  title     = {End-to-End Training of Multi-Document Reader and Retriever for Open-Domain Question Answering},
+  author    = {Sachan, Devendra Singh and Reddy, Siva and Hamilton, William L. and Dyer, Chris and
+               Yogatama, Dani},
+  booktitle = {Advances in Neural Information Processing Systems},
+  year      = {2021},
+  eprint    = {2106.05346},
+  archivePrefix = {arXiv}
+}"""
+
+    def forward(self, inputs: ObjectiveInputs) -> dict[str, torch.Tensor]:
+        loglik = _detached_sequence_loglik(inputs)
+        doc_logprobs = torch.log_softmax(inputs.doc_scores.float(), dim=-1)
+        return {"emdr2_loss": -torch.logsumexp(loglik + doc_logprobs, dim=-1).mean()}
+
+
+@_register("pdist")
+class PerplexityDistillationLoss(AuxiliaryLoss):
+    r"""Atlas perplexity distillation: pull the retriever towards the generator's passage posterior.
+
+    $$\mathcal{L} = \mathrm{KL}\big(p_{LM} \,\|\, p_R\big) = \sum_k p_{LM,k} (\log p_{LM,k} - \log p_{R,k}),
+    \qquad p_{LM} = \mathrm{softmax}(\mathrm{sg}(\ell)/\tau),\; p_R = \mathrm{softmax}(s)$$
+
+    KL direction: target (LM) first, i.e. mass-covering for the retriever; `lsr` uses the reverse direction.
+    Gradient reaches only `doc_scores`. Izacard et al., 2023 (JMLR).
+
+    Example:
+        >>> PerplexityDistillationLoss(temperature=0.5)(inputs)["pdist_loss"]
+    """
+
+    citation: ClassVar[str] = """@article{izacard2023atlas,
+  title   = {Atlas: Few-shot Learning with Retrieval Augmented Language Models},
+  author  = {Izacard, Gautier and Lewis, Patrick and Lomeli, Maria and Hosseini, Lucas and Petroni, Fabio and
+             Schick, Timo and Dwivedi-Yu, Jane and Joulin, Armand and Riedel, Sebastian and Grave, Edouard},
+  journal = {Journal of Machine Learning Research},
+  volume  = {24},
+  number  = {251},
+  pages   = {1--43},
+  year    = {2023},
+  eprint  = {2208.03299},
+  archivePrefix = {arXiv}
+}"""
+
+    def __init__(self, temperature: float = 1.0) -> None:
+        super().__init__()
+        self.temperature = _check_temperature("temperature", temperature)
+
+    def get_config_dict(self) -> dict[str, Any]:
+        return {"temperature": self.temperature}
+
+    def forward(self, inputs: ObjectiveInputs) -> dict[str, torch.Tensor]:
+        log_target = torch.log_softmax(_detached_sequence_loglik(inputs) / self.temperature, dim=-1)
+        log_retriever = torch.log_softmax(inputs.doc_scores.float(), dim=-1)
+        return {"pdist_loss": _kl(log_target, log_retriever).mean()}
+
+
+@_register("lsr")
+class LsrLoss(AuxiliaryLoss):
+    r"""REPLUG LM-supervised retrieval (LSR).
+
+    $$\mathcal{L} = \mathrm{KL}\big(P_R \,\|\, Q_{LM}\big) = \sum_k P_{R,k} (\log P_{R,k} - \log Q_{LM,k}),
+    \qquad P_R = \mathrm{softmax}(s/\gamma),\; Q_{LM} = \mathrm{softmax}(\mathrm{sg}(\ell)/\beta)$$
+
+    KL direction: retriever first (mode-seeking), the reverse of `pdist`. The paper writes $P_{LM}(y|d,x)$
+    inside the softmax; like common implementations we use the sequence log-likelihood $\ell$, which is
+    better scaled for long targets. Gradient reaches only `doc_scores`. Shi et al., NAACL 2024.
+
+    Example:
+        >>> LsrLoss(gamma=1.0, beta=0.1)(inputs)["lsr_loss"]
+    """
+
+    citation: ClassVar[str] = """@inproceedings{shi2024replug,
+  title     = {{REPLUG}: Retrieval-Augmented Black-Box Language Models},
+  author    = {Shi, Weijia and Min, Sewon and Yasunaga, Michihiro and Seo, Minjoon and James, Rich and
+               Lewis, Mike and Zettlemoyer, Luke and Yih, Wen-tau},
+  booktitle = {Proceedings of the 2024 Conference of the North American Chapter of the Association for
+               Computational Linguistics: Human Language Technologies (Volume 1: Long Papers)},
+  year      = {2024},
+  eprint    = {2301.12652},
+  archivePrefix = {arXiv}
+}"""
+
+    def __init__(self, gamma: float = 1.0, beta: float = 1.0) -> None:
+        super().__init__()
+        self.gamma = _check_temperature("gamma", gamma)
+        self.beta = _check_temperature("beta", beta)
+
+    def get_config_dict(self) -> dict[str, Any]:
+        return {"gamma": self.gamma, "beta": self.beta}
+
+    def forward(self, inputs: ObjectiveInputs) -> dict[str, torch.Tensor]:
+        log_lm = torch.log_softmax(_detached_sequence_loglik(inputs) / self.beta, dim=-1)
+        log_retriever = torch.log_softmax(inputs.doc_scores.float() / self.gamma, dim=-1)
+        return {"lsr_loss": _kl(log_retriever, log_lm).mean()}
+
+
+@_register("contrastive")
+class ContrastiveLoss(AuxiliaryLoss):
+    r"""DPR contrastive loss with in-batch negatives.
+
+    $$\mathcal{L} = -\frac{1}{|P|}\sum_{i \in P} \log
+    \frac{\exp(q_i \cdot p_{j_i} / \tau)}{\sum_{n=1}^{N} \exp(q_i \cdot p_n / \tau)}$$
+
+    over the rows `P` whose gold passage index `j_i` is known (`positive_index != -1`). The model passes the
+    batch's retrieved passages plus the gold passages as `passage_vectors`, so every other passage is a
+    negative for a query. Returns a zero that still connects to `query_vectors` when no row has a positive,
+    so `backward()` works on every step. Karpukhin et al., 2020 (EMNLP).
+
+    Example:
+        >>> ContrastiveLoss()(q, passages, torch.tensor([0, -1]), temperature=0.05)["contrastive_loss"]
+    """
+
+    citation: ClassVar[str] = """@inproceedings{karpukhin2020dpr,
+  title     = {Dense Passage Retrieval for Open-Domain Question Answering},
+  author    = {Karpukhin, Vladimir and O{\\u{g}}uz, Barlas and Min, Sewon and Lewis, Patrick and Wu, Ledell and
+               Edunov, Sergey and Chen, Danqi and Yih, Wen-tau},
+  booktitle = {Proceedings of the 2020 Conference on Empirical Methods in Natural Language Processing (EMNLP)},
+  pages     = {6769--6781},
+  year      = {2020},
+  eprint    = {2004.04906},
+  archivePrefix = {arXiv}
+}"""
+
+    def forward(
+        self,
+        query_vectors: torch.Tensor,
+        passage_vectors: torch.Tensor,
+        positive_index: torch.Tensor,
+        temperature: float = 1.0,
+    ) -> dict[str, torch.Tensor]:
+        temperature = _check_temperature("temperature", temperature)
+        if query_vectors.dim() != 2 or passage_vectors.dim() != 2:
+            raise ValueError(
+                f"query_vectors must be (B, H) and passage_vectors (N, H), got {tuple(query_vectors.shape)} "
+                f"and {tuple(passage_vectors.shape)}."
+            )
+        if query_vectors.shape[1] != passage_vectors.shape[1]:
+            raise ValueError(
+                f"query_vectors and passage_vectors must share H, got {query_vectors.shape[1]} "
+                f"and {passage_vectors.shape[1]}."
+            )
+        if positive_index.shape != (query_vectors.shape[0],) or positive_index.dtype != torch.long:
+            raise ValueError(
+                f"positive_index must be a long tensor of shape ({query_vectors.shape[0]},), got "
+                f"{positive_index.dtype} {tuple(positive_index.shape)}."
+            )
+        n = passage_vectors.shape[0]
+        if ((positive_index < -1) | (positive_index >= n)).any():
+            raise ValueError(f"positive_index values must be -1 or in [0, {n}), got {positive_index.tolist()}.")
+        has_positive = positive_index >= 0
+        if not has_positive.any():
+            return {"contrastive_loss": query_vectors.sum() * 0}
+        logits = query_vectors[has_positive].float() @ passage_vectors.float().T / temperature
+        return {"contrastive_loss": F.cross_entropy(logits, positive_index[has_positive])}
+
+
+def combine_losses(
+    main_terms: dict[str, torch.Tensor],
+    auxiliary_terms: dict[str, dict[str, torch.Tensor]],
+    weights: dict[str, float],
+) -> dict[str, torch.Tensor]:
+    """`loss = main["loss"] + sum_name weights[name] * aux term`; every other term is detached for logging.
+
+    `auxiliary_terms` maps an auxiliary loss name to its one-term output; `weights` must name exactly the
+    same losses. The main objective's own loss is also logged (detached) as `"main_loss"`.
+    """
+    if "loss" not in main_terms:
+        raise ValueError(f"main_terms must contain 'loss', got keys {sorted(main_terms)}.")
+    for name, weight in weights.items():
+        if not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight < 0:
+            raise ValueError(f"Weight of auxiliary loss {name!r} must be finite and >= 0, got {weight!r}.")
+    if set(weights) != set(auxiliary_terms):
+        raise ValueError(
+            f"weights must name the same losses as auxiliary_terms: {sorted(weights)} vs {sorted(auxiliary_terms)}."
+        )
+    combined = {key: value.detach() for key, value in main_terms.items() if key != "loss"}
+    combined.setdefault("main_loss", main_terms["loss"].detach())
+    total = main_terms["loss"]
+    for name, terms in auxiliary_terms.items():
+        if len(terms) != 1:
+            raise ValueError(f"Auxiliary loss {name!r} must return exactly one term, got {sorted(terms)}.")
+        ((key, value),) = terms.items()
+        if key in combined or key == "loss":
+            raise ValueError(f"Auxiliary term {key!r} (from {name!r}) clashes with another term.")
+        combined[key] = value.detach()
+        # A zero weight switches a loss off entirely, so a NaN from it cannot poison the total (0 * NaN = NaN).
+        if weights[name] > 0:
+            total = total + weights[name] * value
+    combined["loss"] = total
+    return combined
