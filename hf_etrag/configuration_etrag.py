@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, get_args
 
 from transformers import AutoConfig, PretrainedConfig
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
+from .objectives.cotraining import AUXILIARY_LOSSES
 from .objectives.registry import available_objectives
 from .retrieval.encoding import PoolingMode, Similarity
 
@@ -49,6 +51,9 @@ class EtragConfig(PretrainedConfig):
             learns; `False` scores them against the stored index embeddings (query-side training only).
         max_context_length (`int`): generator input length (query plus one passage), in generator tokens.
         objective_kwargs (`dict`): extra options passed to the objective's constructor.
+        auxiliary_losses (`dict[str, float]`): retriever co-training losses added to the objective with these
+            weights, e.g. `{"pdist": 0.5, "contrastive": 1.0}` (names: `emdr2`, `pdist`, `lsr`, `contrastive`).
+        auxiliary_loss_kwargs (`dict[str, dict]`): options per auxiliary loss, e.g. `{"pdist": {"temperature": 0.1}}`.
     """
 
     model_type = "etrag"
@@ -64,6 +69,8 @@ class EtragConfig(PretrainedConfig):
     train_doc_encoder: bool = True
     max_context_length: int = 256
     objective_kwargs: dict | None = None
+    auxiliary_losses: dict | None = None
+    auxiliary_loss_kwargs: dict | None = None
 
     def __post_init__(self, **kwargs: Any) -> None:
         self.query_encoder = _as_config(self.query_encoder, "query_encoder")
@@ -71,6 +78,10 @@ class EtragConfig(PretrainedConfig):
         self.generator = _as_config(self.generator, "generator")
         if self.objective_kwargs is None:
             self.objective_kwargs = {}
+        if self.auxiliary_losses is None:
+            self.auxiliary_losses = {}
+        if self.auxiliary_loss_kwargs is None:
+            self.auxiliary_loss_kwargs = {}
         super().__post_init__(**kwargs)
         self.validate_fields()
 
@@ -91,6 +102,21 @@ class EtragConfig(PretrainedConfig):
         if self.objective not in available_objectives():
             raise ValueError(
                 f"`objective` {self.objective!r} is unknown; choose one of {sorted(available_objectives())}."
+            )
+
+        for name, weight in self.auxiliary_losses.items():
+            if name not in AUXILIARY_LOSSES:
+                raise ValueError(
+                    f"`auxiliary_losses` names {name!r}, which is unknown; choose from {sorted(AUXILIARY_LOSSES)}."
+                )
+            if not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight < 0:
+                raise ValueError(
+                    f"`auxiliary_losses[{name!r}]` must be a finite weight >= 0; got {weight!r}."
+                )
+        unused = set(self.auxiliary_loss_kwargs) - set(self.auxiliary_losses)
+        if unused:
+            raise ValueError(
+                f"`auxiliary_loss_kwargs` has options for {sorted(unused)}, which `auxiliary_losses` does not use."
             )
 
     @property

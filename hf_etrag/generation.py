@@ -48,7 +48,8 @@ def rag_generate(
     try:
         query_vectors = model.encode_queries(input_ids, attention_mask)
         doc_indices = model.retrieve(query_vectors, n_docs)
-        doc_logprobs = torch.log_softmax(model.score_documents(query_vectors, doc_indices), dim=-1)
+        doc_vectors = model.document_vectors(doc_indices, query_vectors.device)
+        doc_logprobs = torch.log_softmax(model.score_documents(query_vectors, doc_vectors), dim=-1)
         if generator_input_ids is None:
             generator_input_ids, generator_attention_mask = input_ids, attention_mask
         contexts = model.build_contexts(generator_input_ids, generator_attention_mask, doc_indices)

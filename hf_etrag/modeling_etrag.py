@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 from transformers import (
     AutoModel,
     AutoModelForCausalLM,
@@ -24,6 +25,7 @@ from .configuration_etrag import EtragConfig
 from .generation import rag_generate
 from .generator_inputs import IGNORE_INDEX, join_contexts, target_logprobs, unpad_rows
 from .objectives import ObjectiveInputs, build_objective
+from .objectives.cotraining import build_auxiliary_loss, combine_losses
 from .retrieval.encoding import normalize_if_cosine, pool
 from .retrieval.index import PassageIndex
 
@@ -92,6 +94,12 @@ class EtragModel(EtragPreTrainedModel):
         generator_class = AutoModelForSeq2SeqLM if config.is_seq2seq_generator else AutoModelForCausalLM
         self.generator = generator or generator_class.from_config(config.generator)
         self.objective = build_objective(config.objective, **config.objective_kwargs)
+        self.auxiliary_losses = nn.ModuleDict(
+            {
+                name: build_auxiliary_loss(name, **config.auxiliary_loss_kwargs.get(name, {}))
+                for name in config.auxiliary_losses
+            }
+        )
         self._index: PassageIndex | None = None
         self.post_init()
 
@@ -157,18 +165,20 @@ class EtragModel(EtragPreTrainedModel):
         )
         return torch.from_numpy(indices.astype(np.int64)).to(query_vectors.device)
 
-    def score_documents(self, query_vectors: torch.Tensor, doc_indices: torch.Tensor) -> torch.Tensor:
-        """`(B, K)` scores `sim(q, d) / temperature`, with gradient to the query encoder and, when
-        `train_doc_encoder`, to the document encoder (the retrieved passages are re-encoded)."""
+    def document_vectors(self, doc_indices: torch.Tensor, device: torch.device) -> torch.Tensor:
+        """`(*doc_indices.shape, H)` passage vectors: re-encoded with gradient when `train_doc_encoder` (so
+        the document encoder learns), else read from the index's stored embeddings."""
+        flat = doc_indices.flatten().cpu().numpy()
         if self.config.train_doc_encoder and self.training:
-            ids, mask = self.index.retriever_tokens.batch(
-                doc_indices.flatten().cpu().numpy(), self._retriever_pad
-            )
-            doc_vectors = self.encode_passages(ids.to(query_vectors.device), mask.to(query_vectors.device))
+            ids, mask = self.index.retriever_tokens.batch(flat, self._retriever_pad)
+            vectors = self.encode_passages(ids.to(device), mask.to(device))
         else:
-            stored = self.index.embeddings[doc_indices.flatten().cpu().numpy()]
-            doc_vectors = torch.from_numpy(stored).to(query_vectors.device, query_vectors.dtype)
-        doc_vectors = doc_vectors.view(*doc_indices.shape, -1)
+            vectors = torch.from_numpy(self.index.embeddings[flat]).to(device)
+        return vectors.view(*doc_indices.shape, -1)
+
+    def score_documents(self, query_vectors: torch.Tensor, doc_vectors: torch.Tensor) -> torch.Tensor:
+        """`(B, K)` scores `sim(q, d) / temperature` of `(B, K, H)` passage vectors."""
+        doc_vectors = doc_vectors.to(query_vectors.dtype)
         return torch.einsum("bh,bkh->bk", query_vectors, doc_vectors) / self.config.temperature
 
     @property
@@ -210,6 +220,7 @@ class EtragModel(EtragPreTrainedModel):
         generator_input_ids: torch.Tensor | None = None,
         generator_attention_mask: torch.Tensor | None = None,
         doc_indices: torch.Tensor | None = None,
+        gold_passage_index: torch.Tensor | None = None,
         return_logits: bool = False,
         **kwargs: Any,
     ) -> EtragOutput:
@@ -221,11 +232,14 @@ class EtragModel(EtragPreTrainedModel):
             generator_input_ids, generator_attention_mask: the query in the generator's vocabulary, when
                 the generator's tokenizer differs from the retriever's (defaults to `input_ids`).
             doc_indices: `(B, K)` precomputed corpus rows to use instead of searching the index.
+            gold_passage_index: `(B,)` corpus row of each example's gold passage (-1: unknown); used by the
+                `contrastive` auxiliary loss.
         """
         query_vectors = self.encode_queries(input_ids, attention_mask)
         if doc_indices is None:
             doc_indices = self.retrieve(query_vectors)
-        doc_scores = self.score_documents(query_vectors, doc_indices)
+        doc_vectors = self.document_vectors(doc_indices, query_vectors.device)
+        doc_scores = self.score_documents(query_vectors, doc_vectors)
         output = EtragOutput(doc_scores=doc_scores, retrieved_doc_indices=doc_indices)
         if labels is None:
             return output
@@ -245,12 +259,38 @@ class EtragModel(EtragPreTrainedModel):
             return_logits=return_logits,
         )
         logprobs = logprobs.view(labels.shape[0], n_docs, -1)
-        terms = self.objective(ObjectiveInputs(doc_scores, logprobs, (labels != IGNORE_INDEX).long()))
+        inputs = ObjectiveInputs(doc_scores, logprobs, (labels != IGNORE_INDEX).long())
+        terms = self.objective(inputs)
+        if len(self.auxiliary_losses):
+            auxiliary = {
+                name: self._contrastive_terms(loss, query_vectors, doc_vectors, gold_passage_index)
+                if name == "contrastive"
+                else loss(inputs)
+                for name, loss in self.auxiliary_losses.items()
+            }
+            terms = combine_losses(terms, auxiliary, self.config.auxiliary_losses)
         output.loss = terms["loss"]
         output.loss_terms = {name: value.detach() for name, value in terms.items() if name != "loss"}
         output.target_logprobs = logprobs
         output.logits = logits
         return output
+
+    def _contrastive_terms(
+        self,
+        loss: nn.Module,
+        query_vectors: torch.Tensor,
+        doc_vectors: torch.Tensor,
+        gold_passage_index: torch.Tensor | None,
+    ) -> dict[str, torch.Tensor]:
+        """In-batch negatives: every query against all retrieved passages of the batch plus the gold ones."""
+        passages = doc_vectors.reshape(-1, doc_vectors.shape[-1])
+        positive = torch.full((query_vectors.shape[0],), -1, dtype=torch.long, device=query_vectors.device)
+        if gold_passage_index is not None and bool((gold_passage_index >= 0).any()):
+            rows = (gold_passage_index >= 0).nonzero(as_tuple=True)[0]
+            gold_vectors = self.document_vectors(gold_passage_index[rows], query_vectors.device)
+            positive[rows] = passages.shape[0] + torch.arange(len(rows), device=positive.device)
+            passages = torch.cat([passages, gold_vectors.to(passages.dtype)], dim=0)
+        return loss(query_vectors, passages, positive, temperature=self.config.temperature)
 
     @torch.no_grad()
     def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **kwargs: Any) -> torch.Tensor:

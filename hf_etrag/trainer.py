@@ -119,8 +119,8 @@ class EtragTrainer(Trainer):
         return_outputs: bool = False,
         num_items_in_batch: torch.Tensor | None = None,
     ):
-        gold = inputs.pop("gold_passage_index", None)
         outputs: EtragOutput = model(**inputs)
+        gold = inputs.get("gold_passage_index")
         mode = "train" if model.training else "eval"
         metrics = self._metrics[mode]
         for name, value in (outputs.loss_terms or {}).items():

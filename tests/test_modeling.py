@@ -97,3 +97,27 @@ def test_from_pretrained_retriever_generator_assembles_local_checkpoints(tmp_pat
     reference_weights = reference.state_dict()
     for name, ours in assembled.query_encoder.state_dict().items():
         assert torch.equal(ours, reference_weights[name]), f"{name} changed while assembling"
+
+
+def test_bert2bert_generator_round_trip(tmp_path, tokenizer, _base_index, qa_train):
+    """The demo's generator kind (`EncoderDecoderModel`) nests a composite config inside ours."""
+    from transformers import EncoderDecoderConfig
+
+    from hf_etrag.tiny_models import tiny_bert_config
+
+    bert = tiny_bert_config(len(tokenizer), hidden_size=32, layers=1)
+    generator_config = EncoderDecoderConfig.from_encoder_decoder_configs(bert, bert)
+    generator_config.decoder_start_token_id = tokenizer.cls_token_id
+    generator_config.pad_token_id = tokenizer.pad_token_id
+    generator_config.eos_token_id = tokenizer.sep_token_id
+    model = EtragModel(make_config(tokenizer, generator=generator_config))
+    model.set_index(_base_index)
+    model.eval()
+    batch = _batch(qa_train)
+    before = model(**batch).loss
+    model.save_pretrained(tmp_path)
+    loaded = EtragModel.from_pretrained(tmp_path)
+    loaded.set_index(_base_index)
+    loaded.eval()
+    assert loaded.config.generator.model_type == "encoder-decoder"
+    torch.testing.assert_close(loaded(**batch).loss, before, rtol=0, atol=0)

@@ -249,7 +249,9 @@ class ContrastiveLoss(AuxiliaryLoss):
             )
         n = passage_vectors.shape[0]
         if ((positive_index < -1) | (positive_index >= n)).any():
-            raise ValueError(f"positive_index values must be -1 or in [0, {n}), got {positive_index.tolist()}.")
+            raise ValueError(
+                f"positive_index values must be -1 or in [0, {n}), got {positive_index.tolist()}."
+            )
         has_positive = positive_index >= 0
         if not has_positive.any():
             return {"contrastive_loss": query_vectors.sum() * 0}
