@@ -1,4 +1,4 @@
-"""The `hf-etrag` command line: `hf-etrag demo` (more commands arrive with the recipes)."""
+"""The `hf-etrag` command line: `demo` and `diagnose-gradients`."""
 
 from __future__ import annotations
 
@@ -26,7 +26,71 @@ def make_parser() -> argparse.ArgumentParser:
         help="Use small random models even if the MiniLM weights package is installed.",
     )
     demo.add_argument("--no-progress", action="store_true", help="Hide progress bars.")
+    diagnose = commands.add_parser(
+        "diagnose-gradients",
+        help="Variance of the retriever gradient under each objective, on a fixed batch of the demo data.",
+    )
+    diagnose.add_argument(
+        "--objective",
+        action="append",
+        dest="objectives",
+        metavar="NAME[:KEY=VALUE,...]",
+        help="Objective to measure, with options, e.g. `jsa:mis_steps=4` (repeatable). Default: rag_sequence, "
+        "rag_token, jsa, vrag and vrag:estimator=sampled.",
+    )
+    diagnose.add_argument("--repeats", type=int, default=16, help="Gradient estimates per objective.")
+    diagnose.add_argument("--batch-size", type=int, default=8)
+    diagnose.add_argument("--people", type=int, default=60)
+    diagnose.add_argument("--seed", type=int, default=0)
+    diagnose.add_argument(
+        "--random-models", action="store_true", help="Small random models instead of MiniLM."
+    )
     return parser
+
+
+DEFAULT_DIAGNOSED = ("rag_sequence", "rag_token", "jsa", "vrag", "vrag:estimator=sampled")
+
+
+def parse_objective_spec(spec: str) -> tuple[str, dict]:
+    """`"vrag:estimator=sampled,beta=0.5"` -> `("vrag", {"estimator": "sampled", "beta": 0.5})`."""
+    import yaml
+
+    name, _, options = spec.partition(":")
+    kwargs = {}
+    for option in filter(None, options.split(",")):
+        key, equals, value = option.partition("=")
+        if not equals:
+            raise ValueError(f"Objective option {option!r} in {spec!r} must look like KEY=VALUE.")
+        kwargs[key.strip()] = yaml.safe_load(value)
+    return name.strip(), kwargs
+
+
+def _diagnose(args: argparse.Namespace) -> None:
+    from .demo import DemoSettings, prepare_demo
+    from .diagnostics import HEADER, retriever_gradient_variance
+
+    settings = DemoSettings(
+        n_people=args.people,
+        seed=args.seed,
+        use_pretrained=False if args.random_models else None,
+        show_progress=False,
+    )
+    prepared = prepare_demo(settings)
+    rows = [prepared.train[i] for i in range(min(args.batch_size, len(prepared.train)))]
+    batch = prepared.collator(
+        [{k: r[k] for k in ("input_ids", "labels", "gold_passage_index")} for r in rows]
+    )
+    print(
+        f"Demo data, {prepared.description}; batch of {len(rows)}; dropout off; {args.repeats} repeats each."
+    )
+    print(HEADER)
+    for spec in args.objectives or DEFAULT_DIAGNOSED:
+        name, kwargs = parse_objective_spec(spec)
+        result = retriever_gradient_variance(
+            prepared.model, batch, name, args.repeats, kwargs, seed=args.seed
+        )
+        result.objective = spec
+        print(result.row(), flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -49,6 +113,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             run_demo(settings)
         except ValueError as error:
             print(f"hf-etrag demo: {error}", file=sys.stderr)
+            return 2
+    elif args.command == "diagnose-gradients":
+        try:
+            _diagnose(args)
+        except ValueError as error:
+            print(f"hf-etrag diagnose-gradients: {error}", file=sys.stderr)
             return 2
     return 0
 

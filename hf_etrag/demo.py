@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass
 
 import torch
+from datasets import Dataset
 from transformers import (
     AutoModel,
     AutoTokenizer,
@@ -28,6 +29,7 @@ from transformers import (
 
 from .callbacks import refresh_index
 from .configuration_etrag import EtragConfig
+from .data.collator import EtragDataCollator
 from .data.qa import tokenize_qa_dataset
 from .data.synthetic import make_synthetic_knowledge_base
 from .evaluation import evaluate_qa
@@ -179,30 +181,60 @@ def _train_and_evaluate(
     return evaluate_qa(model, test, tokenizer, ks=(1, 5), show_progress=settings.show_progress)
 
 
+@dataclass
+class PreparedDemo:
+    """Everything both demo runs (and `hf-etrag diagnose-gradients`) start from."""
+
+    model: EtragModel  # with an index built by its current document encoder attached
+    tokenizer: PreTrainedTokenizerBase
+    corpus: Dataset  # tokenised passages
+    train: Dataset  # tokenised training questions (token columns and gold_passage_index only)
+    test: Dataset  # tokenised held-out questions (keeps `answers`)
+    collator: EtragDataCollator
+    description: str
+
+
+def prepare_demo(settings: DemoSettings) -> PreparedDemo:
+    kb = make_synthetic_knowledge_base(settings.n_people, seed=settings.seed)
+    model, tokenizer, described = build_demo_model(
+        settings, list(kb.corpus["text"]) + list(kb.train["question"])
+    )
+    corpus = tokenize_corpus(kb.corpus, tokenizer, max_passage_length=64)
+    passage_ids = [str(i) for i in corpus["id"]]
+    train = tokenize_qa_dataset(kb.train, tokenizer, passage_ids=passage_ids)
+    train = train.remove_columns(
+        [c for c in train.column_names if c in ("id", "question", "answers", "relation")]
+    )
+    test = tokenize_qa_dataset(kb.test, tokenizer, passage_ids=passage_ids)
+    model.set_index(PassageIndex(corpus))
+    refresh_index(model, step=0)
+    description = (
+        f"{len(kb.corpus)} passages, {len(kb.train)} training and {len(kb.test)} held-out questions; "
+        f"models: {described}"
+    )
+    collator = EtragDataCollator(model._retriever_pad, model.generator_pad_id)
+    return PreparedDemo(model, tokenizer, corpus, train, test, collator, description)
+
+
 def run_demo(settings: DemoSettings | None = None) -> dict[str, dict[str, float]]:
     """Train once with the retriever frozen and once end to end; print both and a one-line summary."""
     settings = settings or DemoSettings()
     logging.getLogger("transformers").setLevel(logging.ERROR)
     started = time.perf_counter()
-    kb = make_synthetic_knowledge_base(settings.n_people, seed=settings.seed)
-    base_model, tokenizer, described = build_demo_model(
-        settings, list(kb.corpus["text"]) + list(kb.train["question"])
+    prepared = prepare_demo(settings)
+    base_model, corpus, train, test, tokenizer = (
+        prepared.model,
+        prepared.corpus,
+        prepared.train,
+        prepared.test,
+        prepared.tokenizer,
     )
-    print(
-        f"Synthetic knowledge base: {len(kb.corpus)} passages, {len(kb.train)} training and {len(kb.test)} "
-        f"held-out questions. Models: {described}; objective: rag_sequence."
-    )
-    corpus = tokenize_corpus(kb.corpus, tokenizer, max_passage_length=64)
-    train = tokenize_qa_dataset(kb.train, tokenizer, passage_ids=[str(i) for i in corpus["id"]])
-    test = tokenize_qa_dataset(kb.test, tokenizer, passage_ids=[str(i) for i in corpus["id"]])
-    train = train.remove_columns(
-        [c for c in train.column_names if c in ("id", "question", "answers", "relation")]
-    )
+    print(f"Synthetic knowledge base: {prepared.description}; objective: rag_sequence.")
     if settings.reader_warmup_steps:
         print(
             f"\n== generator warm-up: {settings.reader_warmup_steps} steps reading gold passages (shared by both runs)"
         )
-        warm_up_reader(base_model, PassageIndex(corpus), train, settings)
+        warm_up_reader(base_model, base_model.index, train, settings)
     results = {}
     for name, end_to_end in (("frozen", False), ("end-to-end", True)):
         print(

@@ -94,6 +94,13 @@ class EtragModel(EtragPreTrainedModel):
         generator_class = AutoModelForSeq2SeqLM if config.is_seq2seq_generator else AutoModelForCausalLM
         self.generator = generator or generator_class.from_config(config.generator)
         self.objective = build_objective(config.objective, **config.objective_kwargs)
+        if getattr(self.objective, "needs_model", False):
+            if config.auxiliary_losses:
+                raise ValueError(
+                    f"`auxiliary_losses` combine with the top-K objectives (rag_sequence, rag_token), not with "
+                    f"{config.objective!r}, which scores its own candidate set; remove them or change `objective`."
+                )
+            self.objective.setup(self)
         self.auxiliary_losses = nn.ModuleDict(
             {
                 name: build_auxiliary_loss(name, **config.auxiliary_loss_kwargs.get(name, {}))
@@ -169,12 +176,17 @@ class EtragModel(EtragPreTrainedModel):
         """`(*doc_indices.shape, H)` passage vectors: re-encoded with gradient when `train_doc_encoder` (so
         the document encoder learns), else read from the index's stored embeddings."""
         flat = doc_indices.flatten().cpu().numpy()
-        if self.config.train_doc_encoder and self.training:
+        encode = self.config.train_doc_encoder and self.training and self._document_encoder_trainable()
+        if encode or self.index.embeddings is None:
             ids, mask = self.index.retriever_tokens.batch(flat, self._retriever_pad)
             vectors = self.encode_passages(ids.to(device), mask.to(device))
         else:
             vectors = torch.from_numpy(self.index.embeddings[flat]).to(device)
         return vectors.view(*doc_indices.shape, -1)
+
+    def _document_encoder_trainable(self) -> bool:
+        # A frozen document encoder would re-encode only to reproduce the stored embeddings: skip the work.
+        return any(p.requires_grad for p in self.document_encoder.parameters())
 
     def score_documents(self, query_vectors: torch.Tensor, doc_vectors: torch.Tensor) -> torch.Tensor:
         """`(B, K)` scores `sim(q, d) / temperature` of `(B, K, H)` passage vectors."""
@@ -236,6 +248,23 @@ class EtragModel(EtragPreTrainedModel):
                 `contrastive` auxiliary loss.
         """
         query_vectors = self.encode_queries(input_ids, attention_mask)
+        batch = {
+            "input_ids": input_ids,
+            "attention_mask": attention_mask,
+            "labels": labels,
+            "generator_input_ids": generator_input_ids,
+            "generator_attention_mask": generator_attention_mask,
+            **kwargs,
+        }
+        if labels is not None and getattr(self.objective, "needs_model", False):
+            # Posterior objectives (jsa, vrag) retrieve and score their own candidate set.
+            terms, candidates = self.objective.model_loss(self, query_vectors, batch)
+            return EtragOutput(
+                loss=terms["loss"],
+                doc_scores=candidates.prior_scores,
+                retrieved_doc_indices=candidates.doc_indices,
+                loss_terms={name: value.detach() for name, value in terms.items() if name != "loss"},
+            )
         if doc_indices is None:
             doc_indices = self.retrieve(query_vectors)
         doc_vectors = self.document_vectors(doc_indices, query_vectors.device)
@@ -244,21 +273,7 @@ class EtragModel(EtragPreTrainedModel):
         if labels is None:
             return output
 
-        if generator_input_ids is None:
-            generator_input_ids, generator_attention_mask = input_ids, attention_mask
-        context_ids, context_mask = self.build_contexts(
-            generator_input_ids, generator_attention_mask, doc_indices
-        )
-        n_docs = doc_indices.shape[1]
-        logprobs, logits = target_logprobs(
-            self.generator,
-            context_ids,
-            context_mask,
-            labels.repeat_interleave(n_docs, dim=0),
-            pad_id=self.generator_pad_id,
-            return_logits=return_logits,
-        )
-        logprobs = logprobs.view(labels.shape[0], n_docs, -1)
+        logprobs, logits = self.target_logprobs_for(doc_indices, batch, return_logits=return_logits)
         inputs = ObjectiveInputs(doc_scores, logprobs, (labels != IGNORE_INDEX).long())
         terms = self.objective(inputs)
         if len(self.auxiliary_losses):
@@ -274,6 +289,29 @@ class EtragModel(EtragPreTrainedModel):
         output.target_logprobs = logprobs
         output.logits = logits
         return output
+
+    def target_logprobs_for(
+        self, doc_indices: torch.Tensor, batch: dict[str, torch.Tensor], return_logits: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """`(B, K, T)` log p(y_t | x, z_k, y_<t) of `batch["labels"]` under each of the `(B, K)` passages,
+        and the `(B*K, T, V)` logits when `return_logits` (else `None`)."""
+        labels = batch["labels"]
+        query_ids = batch.get("generator_input_ids")
+        query_mask = batch.get("generator_attention_mask")
+        if query_ids is None:
+            query_ids, query_mask = batch["input_ids"], batch["attention_mask"]
+        context_ids, context_mask = self.build_contexts(query_ids, query_mask, doc_indices)
+        n_docs = doc_indices.shape[1]
+        logprobs, logits = target_logprobs(
+            self.generator,
+            context_ids,
+            context_mask,
+            labels.repeat_interleave(n_docs, dim=0),
+            pad_id=self.generator_pad_id,
+            return_logits=return_logits,
+        )
+        logprobs = logprobs.view(labels.shape[0], n_docs, -1)
+        return logprobs, logits
 
     def _contrastive_terms(
         self,

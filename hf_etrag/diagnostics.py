@@ -1,0 +1,86 @@
+"""Gradient diagnostics: how noisy is each objective's estimate of the retriever gradient?
+
+For one fixed batch and fixed parameters, the retriever (query encoder) gradient is computed `repeats`
+times per objective. Dropout is switched off, so the only randomness left is the objective's own
+(JSA's sampler, sampled VRAG); deterministic objectives (top-K marginalisation, exact VRAG) give zero
+variance, and their error is bias, which this diagnostic does not measure.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .modeling_etrag import EtragModel
+from .objectives import build_objective
+
+__all__ = ["GradientVariance", "retriever_gradient_variance"]
+
+
+@dataclass
+class GradientVariance:
+    objective: str
+    repeats: int
+    mean_gradient_norm: float  # ||mean_r g_r||
+    total_variance: float  # mean_r ||g_r - mean g||^2
+    relative_variance: float  # total_variance / ||mean g||^2
+
+    def row(self) -> str:
+        return (
+            f"{self.objective:18}{self.repeats:>8}{self.mean_gradient_norm:>16.4e}"
+            f"{self.total_variance:>16.4e}{self.relative_variance:>12.4f}"
+        )
+
+
+HEADER = f"{'objective':18}{'repeats':>8}{'|E[g]|':>16}{'E|g-E[g]|^2':>16}{'relative':>12}"
+
+
+def _without_dropout(model: nn.Module) -> None:
+    for module in model.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = 0.0
+
+
+def retriever_gradient_variance(
+    base_model: EtragModel,
+    batch: dict[str, torch.Tensor],
+    objective: str,
+    repeats: int = 16,
+    objective_kwargs: dict | None = None,
+    seed: int = 0,
+) -> GradientVariance:
+    """Repeat the query-encoder gradient of `objective` on `batch` and summarise its spread."""
+    if repeats < 2:
+        raise ValueError(f"`repeats` must be at least 2 to estimate a variance; got {repeats}.")
+    model = copy.deepcopy(base_model)
+    model.config.objective = objective
+    model.config.objective_kwargs = dict(objective_kwargs or {})
+    model.objective = build_objective(objective, **model.config.objective_kwargs)
+    if getattr(model.objective, "needs_model", False):
+        model.objective.setup(model)
+    model.set_index(base_model.index)
+    model.train()
+    _without_dropout(model)
+    parameters = [p for p in model.query_encoder.parameters() if p.requires_grad]
+    torch.manual_seed(seed)
+    gradients = []
+    for _ in range(repeats):
+        model.zero_grad(set_to_none=True)
+        model(**batch).loss.backward()
+        gradients.append(
+            torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).flatten() for p in parameters])
+        )
+    stacked = torch.stack(gradients).double()
+    mean = stacked.mean(0)
+    total_variance = float(((stacked - mean) ** 2).sum(1).mean())
+    mean_norm = float(mean.norm())
+    return GradientVariance(
+        objective=objective,
+        repeats=repeats,
+        mean_gradient_norm=mean_norm,
+        total_variance=total_variance,
+        relative_variance=total_variance / max(mean_norm**2, 1e-30),
+    )
