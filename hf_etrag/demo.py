@@ -195,6 +195,8 @@ class PreparedDemo:
 
 
 def prepare_demo(settings: DemoSettings) -> PreparedDemo:
+    # The BERT2BERT warm start reports every cross-attention weight it creates; expected, so kept quiet.
+    logging.getLogger("transformers").setLevel(logging.ERROR)
     kb = make_synthetic_knowledge_base(settings.n_people, seed=settings.seed)
     model, tokenizer, described = build_demo_model(
         settings, list(kb.corpus["text"]) + list(kb.train["question"])
@@ -219,7 +221,6 @@ def prepare_demo(settings: DemoSettings) -> PreparedDemo:
 def run_demo(settings: DemoSettings | None = None) -> dict[str, dict[str, float]]:
     """Train once with the retriever frozen and once end to end; print both and a one-line summary."""
     settings = settings or DemoSettings()
-    logging.getLogger("transformers").setLevel(logging.ERROR)
     started = time.perf_counter()
     prepared = prepare_demo(settings)
     base_model, corpus, train, test, tokenizer = (

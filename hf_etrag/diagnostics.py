@@ -30,12 +30,12 @@ class GradientVariance:
 
     def row(self) -> str:
         return (
-            f"{self.objective:18}{self.repeats:>8}{self.mean_gradient_norm:>16.4e}"
+            f"{self.objective:26}{self.repeats:>8}{self.mean_gradient_norm:>16.4e}"
             f"{self.total_variance:>16.4e}{self.relative_variance:>12.4f}"
         )
 
 
-HEADER = f"{'objective':18}{'repeats':>8}{'|E[g]|':>16}{'E|g-E[g]|^2':>16}{'relative':>12}"
+HEADER = f"{'objective':26}{'repeats':>8}{'|E[g]|':>16}{'E|g-E[g]|^2':>16}{'relative':>12}"
 
 
 def _without_dropout(model: nn.Module) -> None:
