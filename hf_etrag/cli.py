@@ -36,7 +36,7 @@ def make_parser() -> argparse.ArgumentParser:
         dest="objectives",
         metavar="NAME[:KEY=VALUE,...]",
         help="Objective to measure, with options, e.g. `jsa:mis_steps=4` (repeatable). Default: rag_sequence, "
-        "rag_token, jsa, vrag and vrag:estimator=sampled.",
+        "rag_token, jsa, vrag, vrag:estimator=sampled and etrag.",
     )
     diagnose.add_argument("--repeats", type=int, default=16, help="Gradient estimates per objective.")
     diagnose.add_argument("--batch-size", type=int, default=8)
@@ -48,7 +48,7 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
-DEFAULT_DIAGNOSED = ("rag_sequence", "rag_token", "jsa", "vrag", "vrag:estimator=sampled")
+DEFAULT_DIAGNOSED = ("rag_sequence", "rag_token", "jsa", "vrag", "vrag:estimator=sampled", "etrag")
 
 
 def parse_objective_spec(spec: str) -> tuple[str, dict]:
@@ -66,8 +66,12 @@ def parse_objective_spec(spec: str) -> tuple[str, dict]:
 
 
 def _diagnose(args: argparse.Namespace) -> None:
+    import torch
+
+    from .data.memory import build_instance_memory
     from .demo import DemoSettings, prepare_demo
     from .diagnostics import HEADER, retriever_gradient_variance
+    from .retrieval.index import PassageIndex
 
     settings = DemoSettings(
         n_people=args.people,
@@ -86,8 +90,14 @@ def _diagnose(args: argparse.Namespace) -> None:
     print(HEADER)
     for spec in args.objectives or DEFAULT_DIAGNOSED:
         name, kwargs = parse_objective_spec(spec)
+        index, objective_batch = None, batch
+        if name == "etrag":
+            # ETRAG retrieves training instances: the memory is the training set, each with its answer, and
+            # every example must not retrieve itself (the batch is the training set's first rows).
+            index = PassageIndex(build_instance_memory(prepared.knowledge_base.train, prepared.tokenizer))
+            objective_batch = dict(batch, memory_index=torch.arange(len(rows)))
         result = retriever_gradient_variance(
-            prepared.model, batch, name, args.repeats, kwargs, seed=args.seed
+            prepared.model, objective_batch, name, args.repeats, kwargs, seed=args.seed, index=index
         )
         result.objective = spec
         print(result.row(), flush=True)

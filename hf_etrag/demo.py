@@ -31,7 +31,7 @@ from .callbacks import refresh_index
 from .configuration_etrag import EtragConfig
 from .data.collator import EtragDataCollator
 from .data.qa import tokenize_qa_dataset
-from .data.synthetic import make_synthetic_knowledge_base
+from .data.synthetic import SyntheticKnowledgeBase, make_synthetic_knowledge_base
 from .evaluation import evaluate_qa
 from .modeling_etrag import EtragModel
 from .retrieval.index import PassageIndex, tokenize_corpus
@@ -192,6 +192,7 @@ class PreparedDemo:
     test: Dataset  # tokenised held-out questions (keeps `answers`)
     collator: EtragDataCollator
     description: str
+    knowledge_base: SyntheticKnowledgeBase
 
 
 def prepare_demo(settings: DemoSettings) -> PreparedDemo:
@@ -215,7 +216,7 @@ def prepare_demo(settings: DemoSettings) -> PreparedDemo:
         f"models: {described}"
     )
     collator = EtragDataCollator(model._retriever_pad, model.generator_pad_id)
-    return PreparedDemo(model, tokenizer, corpus, train, test, collator, description)
+    return PreparedDemo(model, tokenizer, corpus, train, test, collator, description, kb)
 
 
 def run_demo(settings: DemoSettings | None = None) -> dict[str, dict[str, float]]:

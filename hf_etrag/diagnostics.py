@@ -14,8 +14,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .callbacks import refresh_index
 from .modeling_etrag import EtragModel
 from .objectives import build_objective
+from .retrieval.index import PassageIndex
 
 __all__ = ["GradientVariance", "retriever_gradient_variance"]
 
@@ -51,8 +53,12 @@ def retriever_gradient_variance(
     repeats: int = 16,
     objective_kwargs: dict | None = None,
     seed: int = 0,
+    index: PassageIndex | None = None,
 ) -> GradientVariance:
-    """Repeat the query-encoder gradient of `objective` on `batch` and summarise its spread."""
+    """Repeat the query-encoder gradient of `objective` on `batch` and summarise its spread.
+
+    `index` replaces the model's passage index (ETRAG reads an instance memory instead); it is encoded
+    with the model's document encoder when it has no embeddings yet."""
     if repeats < 2:
         raise ValueError(f"`repeats` must be at least 2 to estimate a variance; got {repeats}.")
     model = copy.deepcopy(base_model)
@@ -61,7 +67,9 @@ def retriever_gradient_variance(
     model.objective = build_objective(objective, **model.config.objective_kwargs)
     if getattr(model.objective, "needs_model", False):
         model.objective.setup(model)
-    model.set_index(base_model.index)
+    model.set_index(index if index is not None else base_model.index)
+    if model.index.embeddings is None:
+        refresh_index(model)
     model.train()
     _without_dropout(model)
     parameters = [p for p in model.query_encoder.parameters() if p.requires_grad]

@@ -41,11 +41,21 @@ def rag_generate(
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Generate answers `(B, L)` (right-padded with the pad id, no start token).
 
-    `decoding` defaults to the objective's: `"token"` for RAG-Token, `"sequence"` otherwise.
+    `decoding` defaults to the objective's: `"token"` for RAG-Token, `"sequence"` otherwise; objectives
+    with their own `generate` (ETRAG's soft prompts) decode themselves.
     """
     was_training = model.training
     model.eval()
     try:
+        if hasattr(model.objective, "generate"):
+            batch = {
+                "input_ids": input_ids,
+                "attention_mask": attention_mask,
+                "generator_input_ids": generator_input_ids,
+                "generator_attention_mask": generator_attention_mask,
+            }
+            sequences = model.objective.generate(model, batch, max_new_tokens, num_beams)
+            return (sequences, None) if return_doc_indices else sequences
         query_vectors = model.encode_queries(input_ids, attention_mask)
         doc_indices = model.retrieve(query_vectors, n_docs)
         doc_vectors = model.document_vectors(doc_indices, query_vectors.device)

@@ -257,12 +257,12 @@ class EtragModel(EtragPreTrainedModel):
             **kwargs,
         }
         if labels is not None and getattr(self.objective, "needs_model", False):
-            # Posterior objectives (jsa, vrag) retrieve and score their own candidate set.
-            terms, candidates = self.objective.model_loss(self, query_vectors, batch)
+            # jsa, vrag and etrag retrieve and score in their own way (candidate sets, instance memory).
+            terms, doc_scores, doc_indices = self.objective.model_loss(self, query_vectors, batch)
             return EtragOutput(
                 loss=terms["loss"],
-                doc_scores=candidates.prior_scores,
-                retrieved_doc_indices=candidates.doc_indices,
+                doc_scores=doc_scores,
+                retrieved_doc_indices=doc_indices,
                 loss_terms={name: value.detach() for name, value in terms.items() if name != "loss"},
             )
         if doc_indices is None:

@@ -4,7 +4,10 @@ from hf_etrag.cli import main, parse_objective_spec
 
 
 def test_objective_specs_parse_options():
-    assert parse_objective_spec("vrag:estimator=sampled,beta=0.5") == ("vrag", {"estimator": "sampled", "beta": 0.5})
+    assert parse_objective_spec("vrag:estimator=sampled,beta=0.5") == (
+        "vrag",
+        {"estimator": "sampled", "beta": 0.5},
+    )
     assert parse_objective_spec("rag_token") == ("rag_token", {})
     with pytest.raises(ValueError, match="must look like KEY=VALUE"):
         parse_objective_spec("jsa:mis_steps")

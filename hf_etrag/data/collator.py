@@ -43,6 +43,8 @@ class EtragDataCollator:
             batch["labels"], _ = _pad([f["labels"] for f in features], IGNORE_INDEX)
         if "doc_indices" in features[0]:
             batch["doc_indices"] = torch.tensor([f["doc_indices"] for f in features], dtype=torch.long)
+        if "memory_index" in features[0]:
+            batch["memory_index"] = torch.tensor([f["memory_index"] for f in features], dtype=torch.long)
         if "gold_passage_index" in features[0]:
             batch["gold_passage_index"] = torch.tensor([f["gold_passage_index"] for f in features])
         return batch

@@ -32,7 +32,7 @@ class RetrievalObjective(nn.Module):
     name: ClassVar[str] = ""
     citation: ClassVar[str] = ""
     #: How `EtragModel.generate` decodes for models trained with this objective.
-    decoding: ClassVar[Literal["sequence", "token"]] = "sequence"
+    decoding: ClassVar[Literal["sequence", "token", "soft_prompt"]] = "sequence"
 
     def forward(self, inputs: ObjectiveInputs) -> dict[str, torch.Tensor]:
         raise NotImplementedError

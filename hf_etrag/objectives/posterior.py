@@ -135,9 +135,10 @@ class PosteriorRetrieverObjective(RetrievalObjective):
 
     def model_loss(
         self, model: EtragModel, query_vectors: torch.Tensor, batch: dict[str, torch.Tensor]
-    ) -> tuple[dict[str, torch.Tensor], CandidateScores]:
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+        """`(terms, doc_scores, doc_indices)`: the loss terms, and the prior's scores of the candidates."""
         scores = self.score_candidates(model, query_vectors, batch)
-        return self.loss_from_scores(scores), scores
+        return self.loss_from_scores(scores), scores.prior_scores, scores.doc_indices
 
     def loss_from_scores(self, scores: CandidateScores) -> dict[str, torch.Tensor]:
         raise NotImplementedError

@@ -29,7 +29,7 @@ def register_objective(name: str):
 
 def _ensure_builtin_objectives_loaded() -> None:
     # Imported lazily so that this registry module itself has no dependencies (no import cycles).
-    from . import posterior, rag  # noqa: F401
+    from . import etrag, posterior, rag  # noqa: F401
 
 
 def available_objectives() -> tuple[str, ...]:
