@@ -18,6 +18,8 @@ from .training_args import EtragTrainingArguments
 __all__ = ["EtragTrainer"]
 
 INDEX_FOLDER = "passage_index"
+# Parameters under these module names train at `retriever_learning_rate` (the posterior encoder of jsa/vrag too).
+_RETRIEVER_PARTS = frozenset({"query_encoder", "doc_encoder", "posterior_encoder"})
 
 
 def retrieval_statistics(output: EtragOutput, gold_passage_index: torch.Tensor | None) -> dict[str, float]:
@@ -96,9 +98,7 @@ class EtragTrainer(Trainer):
         groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = defaultdict(list)
         for name, param in opt_model.named_parameters():
             if param.requires_grad:
-                is_retriever = (
-                    name.startswith(("query_encoder.", "doc_encoder.")) or ".query_encoder." in name
-                )
+                is_retriever = not _RETRIEVER_PARTS.isdisjoint(name.split("."))
                 groups[(is_retriever, name in decay)].append(param)
         optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, opt_model)
         param_groups = [

@@ -97,3 +97,18 @@ def test_gradient_accumulation_eval_and_checkpoints_with_index(tmp_path, model_a
     batch = trainer.data_collator([qa_train[i] for i in range(2)])
     batch.pop("gold_passage_index")
     torch.testing.assert_close(reloaded(**batch).loss, model(**batch).loss)
+
+
+def test_retriever_learning_rate_applies_to_every_encoder(tmp_path, tokenizer, _base_index, qa_train):
+    from .conftest import make_config
+
+    model = EtragModel(make_config(tokenizer, objective="vrag"))
+    trainer = EtragTrainer(
+        model, _args(tmp_path, learning_rate=1e-3, retriever_learning_rate=1e-5), index=_base_index,
+        train_dataset=qa_train,
+    )  # fmt: skip
+    optimizer = trainer.create_optimizer()
+    lr_of = {id(p): group["lr"] for group in optimizer.param_groups for p in group["params"]}
+    for name, parameter in model.named_parameters():
+        is_encoder = name.split(".")[0] in ("query_encoder", "doc_encoder") or "posterior_encoder" in name
+        assert lr_of[id(parameter)] == (1e-5 if is_encoder else 1e-3), name
