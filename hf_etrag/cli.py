@@ -39,6 +39,12 @@ def make_parser() -> argparse.ArgumentParser:
         "rag_token, jsa, vrag, vrag:estimator=sampled and etrag.",
     )
     diagnose.add_argument("--repeats", type=int, default=16, help="Gradient estimates per objective.")
+    diagnose.add_argument(
+        "--part",
+        choices=("query_encoder", "posterior_encoder"),
+        default="query_encoder",
+        help="Whose gradient to measure: the prior retriever's query encoder, or the posterior encoder (jsa, vrag).",
+    )
     diagnose.add_argument("--batch-size", type=int, default=8)
     diagnose.add_argument("--people", type=int, default=60)
     diagnose.add_argument("--seed", type=int, default=0)
@@ -85,7 +91,8 @@ def _diagnose(args: argparse.Namespace) -> None:
         [{k: r[k] for k in ("input_ids", "labels", "gold_passage_index")} for r in rows]
     )
     print(
-        f"Demo data, {prepared.description}; batch of {len(rows)}; dropout off; {args.repeats} repeats each."
+        f"Demo data, {prepared.description}; batch of {len(rows)}; dropout off; {args.repeats} repeats each; "
+        f"gradient of the {args.part}."
     )
     print(HEADER)
     for spec in args.objectives or DEFAULT_DIAGNOSED:
@@ -97,7 +104,14 @@ def _diagnose(args: argparse.Namespace) -> None:
             index = PassageIndex(build_instance_memory(prepared.knowledge_base.train, prepared.tokenizer))
             objective_batch = dict(batch, memory_index=torch.arange(len(rows)))
         result = retriever_gradient_variance(
-            prepared.model, objective_batch, name, args.repeats, kwargs, seed=args.seed, index=index
+            prepared.model,
+            objective_batch,
+            name,
+            args.repeats,
+            kwargs,
+            seed=args.seed,
+            index=index,
+            part=args.part,
         )
         result.objective = spec
         print(result.row(), flush=True)

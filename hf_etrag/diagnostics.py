@@ -1,7 +1,7 @@
 """Gradient diagnostics: how noisy is each objective's estimate of the retriever gradient?
 
-For one fixed batch and fixed parameters, the retriever (query encoder) gradient is computed `repeats`
-times per objective. Dropout is switched off, so the only randomness left is the objective's own
+For one fixed batch and fixed parameters, a retriever's gradient (the prior query encoder's, or the
+posterior encoder's for jsa/vrag) is computed `repeats` times per objective. Dropout is switched off, so the only randomness left is the objective's own
 (JSA's sampler, sampled VRAG); deterministic objectives (top-K marginalisation, exact VRAG) give zero
 variance, and their error is bias, which this diagnostic does not measure.
 """
@@ -54,11 +54,13 @@ def retriever_gradient_variance(
     objective_kwargs: dict | None = None,
     seed: int = 0,
     index: PassageIndex | None = None,
+    part: str = "query_encoder",
 ) -> GradientVariance:
     """Repeat the query-encoder gradient of `objective` on `batch` and summarise its spread.
 
     `index` replaces the model's passage index (ETRAG reads an instance memory instead); it is encoded
-    with the model's document encoder when it has no embeddings yet."""
+    with the model's document encoder when it has no embeddings yet. `part` names the module whose
+    gradient is measured: `"query_encoder"` (the prior retriever) or `"posterior_encoder"` (jsa, vrag)."""
     if repeats < 2:
         raise ValueError(f"`repeats` must be at least 2 to estimate a variance; got {repeats}.")
     model = copy.deepcopy(base_model)
@@ -72,7 +74,15 @@ def retriever_gradient_variance(
         refresh_index(model)
     model.train()
     _without_dropout(model)
-    parameters = [p for p in model.query_encoder.parameters() if p.requires_grad]
+    if part == "query_encoder":
+        measured = model.query_encoder
+    elif part == "posterior_encoder" and getattr(model.objective, "posterior_encoder", None) is not None:
+        measured = model.objective.posterior_encoder
+    else:
+        raise ValueError(
+            f"`part` must be 'query_encoder' or, for jsa/vrag, 'posterior_encoder'; got {part!r}."
+        )
+    parameters = [p for p in measured.parameters() if p.requires_grad]
     torch.manual_seed(seed)
     gradients = []
     for _ in range(repeats):
