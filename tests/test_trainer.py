@@ -112,3 +112,12 @@ def test_retriever_learning_rate_applies_to_every_encoder(tmp_path, tokenizer, _
     for name, parameter in model.named_parameters():
         is_encoder = name.split(".")[0] in ("query_encoder", "doc_encoder") or "posterior_encoder" in name
         assert lr_of[id(parameter)] == (1e-5 if is_encoder else 1e-3), name
+
+
+def test_refresh_at_epoch_end(tmp_path, model_and_index, qa_train):
+    model, index = model_and_index
+    subset = qa_train.select(range(8))
+    args = _args(tmp_path, max_steps=-1, num_train_epochs=1, refresh_on_epoch_end=True)
+    trainer = EtragTrainer(model, args, index=index, train_dataset=subset)
+    trainer.train()
+    assert index.built_at_step == trainer.state.global_step == 2
