@@ -140,7 +140,11 @@ class PassageIndex:
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-`k` inner-product search for `(B, H)` queries; returns `(scores, indices)`, both `(B, k)`."""
         if self.faiss_index is None:
-            raise RuntimeError("The index has no embeddings yet: call `build(...)` or `set_embeddings(...)`.")
+            raise RuntimeError(
+                "The index has no embeddings yet: encode the corpus with `hf_etrag.callbacks.refresh_index(model)`, "
+                "train with `refresh_steps` > 0 (the refresh callback builds it before the first step), or call "
+                "`set_embeddings(...)`."
+            )
         if not 1 <= k <= len(self):
             raise ValueError(f"`n_docs` must be between 1 and the corpus size ({len(self)}); got {k}.")
         queries = np.ascontiguousarray(queries, dtype=np.float32)
