@@ -248,7 +248,11 @@ def run_size(
                 disk_mb(index), ms_per_query(index, xq), recall)
         )  # fmt: skip
         prev[family] = (n, build_s, train_s)
-        print(f"  done {label} {knob_s} in {build_s:.1f}s build", flush=True)
+        r = rows[-1]  # printed as it lands, so a run cut by an outer timeout still leaves its numbers
+        print(
+            f"  done {label} {knob_s}: build {build_s:.1f}s, R@10 {r.recall:.3f}, {r.ms_per_query:.3f} ms/q",
+            flush=True,
+        )
         pq = (index, build_s, train_s) if label.endswith(",PQ48") else None
         del index
     return rows
