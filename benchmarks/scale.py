@@ -307,7 +307,11 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = make_parser().parse_args(argv)
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    if args.queries <= BATCH:
+        # Latency is timed over batches drawn from the query set: it must hold more than one batch.
+        parser.error(f"--queries must be greater than the search batch ({BATCH}); got {args.queries}.")
     faiss.omp_set_num_threads(args.threads)
     sizes = [10_000] if args.quick else sorted(int(s) for s in args.sizes.split(","))
     mix = Mixture(args.dim)
