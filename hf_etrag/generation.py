@@ -20,7 +20,7 @@ def _special_ids(model: EtragModel) -> tuple[int, int | None, int | None]:
     eos = generation_config.eos_token_id
     if isinstance(eos, list):
         eos = eos[0]
-    start = model.generator.config.decoder_start_token_id
+    start = getattr(model.generator.config, "decoder_start_token_id", None)  # absent on decoder-only configs
     if start is None:
         start = generation_config.decoder_start_token_id
     return model.generator_pad_id, eos, start
