@@ -2,16 +2,22 @@
 
 __version__ = "0.1.0"
 
+from .callbacks import IndexRefreshCallback
 from .configuration_etrag import EtragConfig
 from .modeling_etrag import EtragModel, EtragOutput, EtragPreTrainedModel
 from .objectives import available_objectives, build_objective, register_objective
 from .retrieval import PassageIndex, tokenize_corpus
+from .trainer import EtragTrainer
+from .training_args import EtragTrainingArguments
 
 __all__ = [
     "EtragConfig",
     "EtragModel",
     "EtragOutput",
     "EtragPreTrainedModel",
+    "EtragTrainer",
+    "EtragTrainingArguments",
+    "IndexRefreshCallback",
     "PassageIndex",
     "available_objectives",
     "build_objective",
