@@ -90,3 +90,8 @@ def first_batch(dataset, n: int = 4) -> dict[str, torch.Tensor]:
 
     rows = [{k: dataset[i][k] for k in ("input_ids", "labels", "gold_passage_index")} for i in range(n)]
     return EtragDataCollator(0, 0)(rows)
+
+
+def grad_norm(module: torch.nn.Module) -> float:
+    """Sum of absolute gradients over a module's parameters (0 when none received a gradient)."""
+    return sum(float(p.grad.abs().sum()) for p in module.parameters() if p.grad is not None)

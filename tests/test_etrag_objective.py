@@ -9,7 +9,7 @@ from hf_etrag import EtragModel, PassageIndex
 from hf_etrag.callbacks import refresh_index
 from hf_etrag.data import EtragDataCollator, add_memory_index, build_instance_memory, tokenize_qa_dataset
 
-from .conftest import make_config
+from .conftest import grad_norm, make_config
 
 
 @pytest.fixture
@@ -30,10 +30,6 @@ def etrag_setup(knowledge_base, tokenizer):
     return build
 
 
-def _grad_norm(module):
-    return sum(float(p.grad.abs().sum()) for p in module.parameters() if p.grad is not None)
-
-
 def test_gradients_reach_query_memory_projection_and_generator(etrag_setup):
     model, batch = etrag_setup(k=2, instances_with_grad=16)
     model.train()
@@ -41,10 +37,10 @@ def test_gradients_reach_query_memory_projection_and_generator(etrag_setup):
     assert torch.isfinite(output.loss)
     assert output.retrieved_doc_indices.shape == (4, 2)
     output.loss.backward()
-    assert _grad_norm(model.query_encoder) > 0
-    assert _grad_norm(model.doc_encoder) > 0, "re-encoded memory rows carry gradient"
-    assert _grad_norm(model.objective.prompt_projection) > 0
-    assert _grad_norm(model.generator) > 0
+    assert grad_norm(model.query_encoder) > 0
+    assert grad_norm(model.doc_encoder) > 0, "re-encoded memory rows carry gradient"
+    assert grad_norm(model.objective.prompt_projection) > 0
+    assert grad_norm(model.generator) > 0
 
 
 def test_own_instance_is_never_selected(etrag_setup):
@@ -61,9 +57,9 @@ def test_retriever_warmup_blocks_retriever_gradient(etrag_setup):
     model, batch = etrag_setup(k=2, retriever_warmup_steps=5)
     model.train()
     model(**batch).loss.backward()
-    assert _grad_norm(model.doc_encoder) == 0
+    assert grad_norm(model.doc_encoder) == 0
     # the query vector is still a soft prompt, so the query encoder learns through the projection
-    assert _grad_norm(model.objective.prompt_projection) > 0
+    assert grad_norm(model.objective.prompt_projection) > 0
 
 
 def test_k_zero_is_the_no_retrieval_baseline(etrag_setup):
@@ -72,7 +68,7 @@ def test_k_zero_is_the_no_retrieval_baseline(etrag_setup):
     output = model(**batch)
     assert output.retrieved_doc_indices.shape == (4, 0)
     output.loss.backward()
-    assert _grad_norm(model.doc_encoder) == 0
+    assert grad_norm(model.doc_encoder) == 0
 
 
 def test_generation_and_round_trip(tmp_path, etrag_setup, tokenizer):

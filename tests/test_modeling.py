@@ -6,7 +6,7 @@ from transformers import AutoModel
 
 from hf_etrag import EtragModel
 
-from .conftest import first_batch, make_config
+from .conftest import first_batch, grad_norm, make_config
 
 
 def _batch(qa_train):
@@ -33,31 +33,29 @@ def test_save_load_round_trip_gives_identical_outputs(tmp_path, model_and_index,
     assert torch.equal(after.retrieved_doc_indices, before.retrieved_doc_indices)
 
 
-def _grad_norm(module: torch.nn.Module) -> float:
-    return sum(float(p.grad.abs().sum()) for p in module.parameters() if p.grad is not None)
+def _two_tower_model(tokenizer, index, **overrides) -> EtragModel:
+    """A model with a separate document encoder, attached to `index`, in training mode."""
+    torch.manual_seed(0)
+    config = make_config(tokenizer, **overrides)
+    config.doc_encoder = copy.deepcopy(config.query_encoder)
+    model = EtragModel(config)
+    model.set_index(index)
+    model.train()
+    return model
 
 
 def test_gradients_reach_query_encoder_document_encoder_and_generator(tokenizer, _base_index, qa_train):
-    torch.manual_seed(0)
-    config = make_config(tokenizer)
-    config.doc_encoder = copy.deepcopy(config.query_encoder)
-    model = EtragModel(config)
-    model.set_index(_base_index)
-    model.train()
+    model = _two_tower_model(tokenizer, _base_index)
     model(**_batch(qa_train)).loss.backward()
-    assert _grad_norm(model.query_encoder) > 0
-    assert _grad_norm(model.doc_encoder) > 0
-    assert _grad_norm(model.generator) > 0
+    assert grad_norm(model.query_encoder) > 0
+    assert grad_norm(model.doc_encoder) > 0
+    assert grad_norm(model.generator) > 0
 
 
 def test_query_side_training_leaves_document_encoder_without_gradient(tokenizer, _base_index, qa_train):
-    config = make_config(tokenizer, train_doc_encoder=False)
-    config.doc_encoder = copy.deepcopy(config.query_encoder)
-    model = EtragModel(config)
-    model.set_index(_base_index)
-    model.train()
+    model = _two_tower_model(tokenizer, _base_index, train_doc_encoder=False)
     model(**_batch(qa_train)).loss.backward()
-    assert _grad_norm(model.query_encoder) > 0
+    assert grad_norm(model.query_encoder) > 0
     assert all(p.grad is None for p in model.doc_encoder.parameters())
 
 

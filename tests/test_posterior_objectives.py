@@ -7,7 +7,7 @@ import torch
 from hf_etrag import EtragModel
 from hf_etrag.objectives.posterior import _mask_duplicates
 
-from .conftest import first_batch, make_config
+from .conftest import first_batch, grad_norm, make_config
 
 
 def _model(tokenizer, index, objective, **objective_kwargs):
@@ -18,10 +18,6 @@ def _model(tokenizer, index, objective, **objective_kwargs):
     return model
 
 
-def _grad_norm(module: torch.nn.Module) -> float:
-    return sum(float(p.grad.abs().sum()) for p in module.parameters() if p.grad is not None)
-
-
 @pytest.mark.parametrize("objective", ["jsa", "vrag"])
 def test_loss_is_finite_and_trains_generator_prior_and_posterior(tokenizer, _base_index, qa_train, objective):
     model = _model(tokenizer, _base_index, objective)
@@ -29,9 +25,9 @@ def test_loss_is_finite_and_trains_generator_prior_and_posterior(tokenizer, _bas
     output = model(**batch)
     assert torch.isfinite(output.loss)
     output.loss.backward()
-    assert _grad_norm(model.generator) > 0
-    assert _grad_norm(model.query_encoder) > 0, "the prior retriever is trained"
-    assert _grad_norm(model.objective.posterior_encoder) > 0, "the posterior retriever is trained"
+    assert grad_norm(model.generator) > 0
+    assert grad_norm(model.query_encoder) > 0, "the prior retriever is trained"
+    assert grad_norm(model.objective.posterior_encoder) > 0, "the posterior retriever is trained"
     # candidates are the union of prior and posterior top-n
     assert output.retrieved_doc_indices.shape == (4, 2 * model.config.n_docs)
 

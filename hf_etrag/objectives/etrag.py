@@ -96,9 +96,10 @@ class EtragLoss(RetrievalObjective):
 
     # ---- retrieval over the instance memory --------------------------------------------------------
     def _memory_with_grad(
-        self, model: EtragModel, scores_stored: torch.Tensor, device: torch.device
+        self, model: EtragModel, memory: torch.Tensor, scores_stored: torch.Tensor
     ) -> torch.Tensor:
-        memory = torch.from_numpy(model.index.embeddings).to(device)
+        """`memory` with the selected rows replaced by fresh encodings that carry gradient."""
+        device = memory.device
         if self.instances_with_grad == 0 or not model.document_encoder.training:
             return memory
         top = scores_stored.topk(min(self.k, memory.shape[0]), dim=-1).indices.flatten()
@@ -122,7 +123,8 @@ class EtragLoss(RetrievalObjective):
         with torch.no_grad():
             stored = torch.from_numpy(model.index.embeddings).to(device)
             scores_stored = query_vectors.detach() @ stored.T
-        memory = stored if retriever_frozen else self._memory_with_grad(model, scores_stored, device)
+        # One transfer of the stored memory per step, shared by the search scores and the soft selection.
+        memory = stored if retriever_frozen else self._memory_with_grad(model, stored, scores_stored)
         scores = query_vectors @ memory.T.to(query_vectors.dtype) / model.config.temperature
         exclude = None
         if memory_index is not None and bool((memory_index >= 0).any()):
