@@ -7,7 +7,9 @@ passage, and the configured objective turns those scores into a loss.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,6 +23,7 @@ from transformers import (
 )
 from transformers.utils import ModelOutput
 
+from .atomic import atomic_directory
 from .configuration_etrag import EtragConfig
 from .generation import rag_generate
 from .generator_inputs import IGNORE_INDEX, join_contexts, target_logprobs, unpad_rows
@@ -136,6 +139,26 @@ class EtragModel(EtragPreTrainedModel):
             **config_kwargs,
         )
         return cls(config, query_encoder=query_encoder, doc_encoder=doc_encoder, generator=generator)
+
+    # ---- saving -------------------------------------------------------------------------------------
+    def save_pretrained(
+        self,
+        save_directory: str | os.PathLike,
+        is_main_process: bool = True,
+        push_to_hub: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        """`PreTrainedModel.save_pretrained`, written atomically: into a temporary sibling folder, then renamed
+        into place, so an error or a kill mid-save leaves the previous save loadable. Other entries already in
+        `save_directory` (a Trainer's `checkpoint-*` folders) are kept."""
+        if not is_main_process:
+            super().save_pretrained(save_directory, is_main_process=False, **kwargs)
+            return
+        with atomic_directory(save_directory) as tmp:
+            super().save_pretrained(tmp, is_main_process=True, **kwargs)
+        if push_to_hub:
+            hub_kwargs = {k: kwargs[k] for k in ("commit_message", "private", "token", "create_pr") if k in kwargs}
+            self.push_to_hub(kwargs.get("repo_id", Path(save_directory).name), **hub_kwargs)
 
     # ---- index --------------------------------------------------------------------------------------
     def set_index(self, index: PassageIndex | None) -> None:

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +16,7 @@ import numpy as np
 from datasets import Dataset, load_from_disk
 from transformers import PreTrainedTokenizerBase
 
+from ..atomic import atomic_directory
 from .token_store import TokenStore
 
 __all__ = ["PassageIndex", "tokenize_corpus", "validate_corpus"]
@@ -157,10 +156,7 @@ class PassageIndex:
 
     def save(self, folder: str | os.PathLike) -> None:
         """Write corpus, embeddings, FAISS index and metadata; atomic (temporary sibling, then rename)."""
-        folder = Path(folder)
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
-        try:
+        with atomic_directory(folder, keep_other_entries=False) as tmp:
             self.corpus.save_to_disk(str(tmp / "corpus"))
             if self.embeddings is not None:
                 np.save(tmp / "embeddings.npy", self.embeddings, allow_pickle=False)
@@ -172,10 +168,6 @@ class PassageIndex:
                 "built_at_step": self.built_at_step,
             }
             (tmp / _METADATA).write_text(json.dumps(metadata, indent=2))
-            _replace_folder(tmp, folder)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
 
     @classmethod
     def load(cls, folder: str | os.PathLike) -> PassageIndex:
@@ -198,14 +190,3 @@ class PassageIndex:
             index.built_at_step = metadata.get("built_at_step")
         return index
 
-
-def _replace_folder(new: Path, target: Path) -> None:
-    """Swap `new` into `target`: the old folder is moved aside first and deleted only after the rename."""
-    backup = None
-    if target.exists():
-        backup = target.with_name(f".{target.name}.old-{os.getpid()}")
-        shutil.rmtree(backup, ignore_errors=True)
-        os.replace(target, backup)
-    os.replace(new, target)
-    if backup is not None:
-        shutil.rmtree(backup, ignore_errors=True)
