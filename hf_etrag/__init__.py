@@ -6,6 +6,7 @@ from .callbacks import IndexRefreshCallback
 from .configuration_etrag import EtragConfig
 from .modeling_etrag import EtragModel, EtragOutput, EtragPreTrainedModel
 from .objectives import available_objectives, build_objective, register_objective
+from .peft_utils import PeftArguments, apply_peft
 from .retrieval import PassageIndex, tokenize_corpus
 from .trainer import EtragTrainer
 from .training_args import EtragTrainingArguments
@@ -19,6 +20,8 @@ __all__ = [
     "EtragTrainingArguments",
     "IndexRefreshCallback",
     "PassageIndex",
+    "PeftArguments",
+    "apply_peft",
     "available_objectives",
     "build_objective",
     "register_objective",

@@ -11,7 +11,7 @@ import torch
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 from transformers.trainer_callback import ExportableState
 
-from .retrieval.encoding import encode_token_ids
+from .retrieval.distributed import encode_corpus_sharded, unwrap_for_encoding
 
 __all__ = ["IndexRefreshCallback", "refresh_index"]
 
@@ -24,19 +24,26 @@ def refresh_index(
 ) -> dict:
     """Re-encode the whole corpus with `model`'s current document encoder and swap the index.
 
-    Returns `{"refresh_seconds", "refresh_staleness"}`: staleness is `1 - mean cos(old_i, new_i)` over
-    passages, how far the stored embeddings had drifted from the encoder (0 when nothing changed).
+    In a multi-process job (`accelerate launch`, `torchrun`; DDP, DeepSpeed ZeRO-2, FSDP2) every process
+    must call this: each encodes one contiguous shard of the corpus, the shards are gathered in corpus
+    order, and every process builds the same index. `model` may be the wrapped model (it is unwrapped).
+
+    Returns `{"refresh_seconds", "refresh_passages_encoded", "refresh_staleness"}`: the passages this
+    process encoded (its shard), and staleness `1 - mean cos(old_i, new_i)` over passages, how far the
+    stored embeddings had drifted from the encoder (0 when nothing changed).
     """
+    model = unwrap_for_encoding(model)
     index = model.index
     was_training = model.training
     model.eval()
     start = time.perf_counter()
     try:
         device = next(model.parameters()).device
-        fresh = encode_token_ids(
+        fresh, encoded_here = encode_corpus_sharded(
             model.encode_passages,
             index.retriever_tokens,
             pad_id=model._retriever_pad,
+            dim=model.document_encoder.config.hidden_size,
             batch_size=batch_size,
             device=device,
             show_progress=show_progress,
@@ -44,7 +51,7 @@ def refresh_index(
         )
     finally:
         model.train(was_training)
-    stats = {"refresh_seconds": time.perf_counter() - start}
+    stats = {"refresh_seconds": time.perf_counter() - start, "refresh_passages_encoded": encoded_here}
     if index.embeddings is not None and index.embeddings.shape == fresh.shape:
         old, new = index.embeddings, fresh
         cosine = (old * new).sum(1) / (np.linalg.norm(old, axis=1) * np.linalg.norm(new, axis=1) + 1e-12)
@@ -59,7 +66,9 @@ class IndexRefreshCallback(TrainerCallback, ExportableState):
     With a trained document encoder the stored passage embeddings go stale: the index ranks passages by
     vectors the encoder no longer produces. This callback rebuilds them with the current encoder (in eval
     mode, without gradient) and swaps the FAISS index whole, so a failure mid-refresh leaves the old index
-    in place. It logs `refresh_seconds` and `refresh_staleness` = 1 - mean cosine(old, new).
+    in place. It logs `refresh_seconds` and `refresh_staleness` = 1 - mean cosine(old, new). Under
+    multi-process training every process runs it at the same step and encodes its own shard of the corpus
+    (`refresh_passages_encoded`); all end with the same index (see [`refresh_index`]).
 
     Args:
         refresh_steps: refresh when `global_step % refresh_steps == 0` (0: only at epoch ends, if enabled).
@@ -120,7 +129,11 @@ class IndexRefreshCallback(TrainerCallback, ExportableState):
                 self.refresh_steps,
                 state.max_steps,
             )
-        if self.build_on_train_begin and model is not None and model.index.embeddings is None:
+        if (
+            self.build_on_train_begin
+            and model is not None
+            and unwrap_for_encoding(model).index.embeddings is None
+        ):
             self._refresh(model, state)
 
     def on_step_end(

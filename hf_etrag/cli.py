@@ -1,10 +1,12 @@
-"""The `hf-etrag` command line: `demo` and `diagnose-gradients`."""
+"""The `hf-etrag` command line: `train`, `evaluate`, `demo` and `diagnose-gradients`."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from collections.abc import Sequence
+
+from .cli_recipes import add_recipe_commands, run_recipe_command
 
 __all__ = ["main", "make_parser"]
 
@@ -51,6 +53,7 @@ def make_parser() -> argparse.ArgumentParser:
     diagnose.add_argument(
         "--random-models", action="store_true", help="Small random models instead of MiniLM."
     )
+    add_recipe_commands(commands)
     return parser
 
 
@@ -118,7 +121,14 @@ def _diagnose(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = make_parser().parse_args(argv)
+    parser = make_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if args.command == "train":
+        args.overrides = unknown  # the recipe's own flags, parsed by the recipe parser
+    elif unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if args.command in ("train", "evaluate"):
+        return run_recipe_command(args)
     if args.command == "demo":
         from .demo import DemoSettings, run_demo
 

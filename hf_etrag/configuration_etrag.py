@@ -50,10 +50,16 @@ class EtragConfig(PretrainedConfig):
         train_doc_encoder (`bool`): re-encode the retrieved passages with gradient so the document encoder
             learns; `False` scores them against the stored index embeddings (query-side training only).
         max_context_length (`int`): generator input length (query plus one passage), in generator tokens.
+        rerank_top_l (`int`, *optional*): Atlas's re-ranking of a stale index: retrieve the top-L (L >= `n_docs`)
+            from the index, re-encode those L passages with the current document encoder (no gradient) and keep
+            the best `n_docs` by the fresh scores, so full refreshes can be rare. `None` or 0: off.
         objective_kwargs (`dict`): extra options passed to the objective's constructor.
         auxiliary_losses (`dict[str, float]`): retriever co-training losses added to the objective with these
             weights, e.g. `{"pdist": 0.5, "contrastive": 1.0}` (names: `emdr2`, `pdist`, `lsr`, `contrastive`).
         auxiliary_loss_kwargs (`dict[str, dict]`): options per auxiliary loss, e.g. `{"pdist": {"temperature": 0.1}}`.
+        adapter_bases (`dict[str, str]`): set by `save_pretrained` when parts carry PEFT adapters: part name
+            (`generator`, `query_encoder`, `doc_encoder`) -> the base model's name or path. Such a checkpoint holds
+            only the adapters of those parts (`<part>_adapter/`); `from_pretrained` reloads the bases from here.
     """
 
     model_type = "etrag"
@@ -68,9 +74,11 @@ class EtragConfig(PretrainedConfig):
     objective: str = "rag_sequence"
     train_doc_encoder: bool = True
     max_context_length: int = 256
+    rerank_top_l: int | None = None
     objective_kwargs: dict | None = None
     auxiliary_losses: dict | None = None
     auxiliary_loss_kwargs: dict | None = None
+    adapter_bases: dict | None = None
 
     def __post_init__(self, **kwargs: Any) -> None:
         self.query_encoder = _as_config(self.query_encoder, "query_encoder")
@@ -82,6 +90,8 @@ class EtragConfig(PretrainedConfig):
             self.auxiliary_losses = {}
         if self.auxiliary_loss_kwargs is None:
             self.auxiliary_loss_kwargs = {}
+        if self.adapter_bases is None:
+            self.adapter_bases = {}
         super().__post_init__(**kwargs)
         self.validate_fields()
 
@@ -95,6 +105,14 @@ class EtragConfig(PretrainedConfig):
             raise ValueError(f"`temperature` must be a positive number; got {self.temperature!r}.")
         if not (isinstance(self.n_docs, int) and self.n_docs >= 1):
             raise ValueError(f"`n_docs` must be an integer >= 1; got {self.n_docs!r}.")
+        if self.rerank_top_l and not (
+            isinstance(self.rerank_top_l, int) and self.rerank_top_l >= self.n_docs
+        ):
+            raise ValueError(
+                f"`rerank_top_l` must be an integer >= `n_docs` ({self.n_docs}), or None/0 to turn re-ranking off; "
+                f"got {self.rerank_top_l!r}. Re-ranking keeps `n_docs` of the top-L candidates, so raise it to at "
+                f"least {self.n_docs} (Atlas uses several times `n_docs`)."
+            )
         if not (isinstance(self.max_context_length, int) and self.max_context_length >= 8):
             raise ValueError(
                 f"`max_context_length` must be an integer >= 8; got {self.max_context_length!r}."

@@ -9,7 +9,14 @@ import numpy as np
 import torch
 from transformers import PreTrainedModel
 
-__all__ = ["unpad_rows", "join_contexts", "target_logprobs", "IGNORE_INDEX"]
+__all__ = [
+    "unpad_rows",
+    "join_contexts",
+    "append_targets",
+    "left_padding_order",
+    "target_logprobs",
+    "IGNORE_INDEX",
+]
 
 IGNORE_INDEX = -100
 
@@ -75,6 +82,21 @@ def target_logprobs(
         ).logits
         return _gather_logprobs(logits, targets), logits if return_logits else None
 
+    input_ids, attention_mask, read_positions = append_targets(context_ids, context_mask, labels, pad_id)
+    logits = generator(input_ids=input_ids, attention_mask=attention_mask).logits
+    target_logits = logits.gather(1, read_positions.unsqueeze(-1).expand(-1, -1, logits.size(-1)))
+    return _gather_logprobs(target_logits, targets), target_logits if return_logits else None
+
+
+def append_targets(
+    context_ids: torch.Tensor, context_mask: torch.Tensor, labels: torch.Tensor, pad_id: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Decoder-only teacher forcing: each row's context immediately followed by its target, right-padded.
+
+    Returns `(input_ids, attention_mask, read_positions)`; the logits at `read_positions[:, t]` predict
+    target token `t` (for `-100` label slots the position is clamped into range and must be masked out).
+    Packing each row contiguously (instead of context padding then target) keeps position ids dense.
+    """
     context_lengths = context_mask.sum(-1)
     target_lengths = (labels != IGNORE_INDEX).sum(-1)
     width = int((context_lengths + target_lengths).max())
@@ -88,8 +110,14 @@ def target_logprobs(
     target_valid = labels != IGNORE_INDEX
     input_ids[target_valid.nonzero(as_tuple=True)[0], target_positions[target_valid]] = labels[target_valid]
     attention_mask[positions < (context_lengths + target_lengths).unsqueeze(1)] = 1
-    logits = generator(input_ids=input_ids, attention_mask=attention_mask).logits
     # The logit at position p predicts token p + 1.
     read_positions = (target_positions - 1).clamp(max=width - 1)
-    target_logits = logits.gather(1, read_positions.unsqueeze(-1).expand(-1, -1, logits.size(-1)))
-    return _gather_logprobs(target_logits, targets), target_logits if return_logits else None
+    return input_ids, attention_mask, read_positions
+
+
+def left_padding_order(mask: torch.Tensor) -> torch.Tensor:
+    """`(B, T)` gather index that turns right-padded rows into left-padded ones (`x.gather(1, index)`), as
+    decoder-only `generate` needs: every row's prompt then ends at the last column."""
+    width = mask.shape[1]
+    shift = (width - mask.sum(-1)).unsqueeze(1)
+    return (torch.arange(width, device=mask.device).unsqueeze(0) - shift) % width

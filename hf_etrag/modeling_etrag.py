@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
@@ -23,14 +23,20 @@ from transformers import (
 )
 from transformers.utils import ModelOutput
 
+from .adapter_checkpoint import EtragAdapterMixin
 from .atomic import atomic_directory
 from .configuration_etrag import EtragConfig
 from .generation import rag_generate
 from .generator_inputs import IGNORE_INDEX, join_contexts, target_logprobs, unpad_rows
+from .hub import EtragHubMixin
 from .objectives import ObjectiveInputs, build_objective
 from .objectives.cotraining import build_auxiliary_loss, combine_losses
 from .retrieval.encoding import normalize_if_cosine, pool
 from .retrieval.index import PassageIndex
+from .retrieval.rerank import rerank_candidates
+
+if TYPE_CHECKING:
+    from .tokenization import EtragTokenizers
 
 __all__ = ["EtragOutput", "EtragPreTrainedModel", "EtragModel"]
 
@@ -71,8 +77,12 @@ class EtragPreTrainedModel(PreTrainedModel):
                 torch.nn.init.zeros_(module.bias)
 
 
-class EtragModel(EtragPreTrainedModel):
-    """Retriever plus generator. Attach a [`PassageIndex`] with [`set_index`] before calling `forward`."""
+class EtragModel(EtragHubMixin, EtragAdapterMixin, EtragPreTrainedModel):
+    """Retriever plus generator. Attach a [`PassageIndex`] with [`set_index`] before calling `forward`.
+
+    Parts can carry PEFT adapters ([`hf_etrag.apply_peft`]); such a model saves only the adapters and reloads its
+    bases by name (`hf_etrag.adapter_checkpoint`). `push_to_hub` uploads config, weights, tokenizers, the model
+    card and optionally the index (`hf_etrag.hub`)."""
 
     # The loss is already a per-example mean; the Trainer must scale it for gradient accumulation itself.
     accepts_loss_kwargs = False
@@ -127,11 +137,14 @@ class EtragModel(EtragPreTrainedModel):
 
         Like `RagModel.from_pretrained_question_encoder_generator`; `config_kwargs` go to [`EtragConfig`].
         """
-        query_encoder = AutoModel.from_pretrained(query_encoder_name_or_path)
+        query_encoder = AutoModel.from_pretrained(query_encoder_name_or_path, use_safetensors=True)
         doc_encoder = (
-            AutoModel.from_pretrained(doc_encoder_name_or_path) if doc_encoder_name_or_path else None
+            AutoModel.from_pretrained(doc_encoder_name_or_path, use_safetensors=True)
+            if doc_encoder_name_or_path
+            else None
         )
-        generator = _load_generator(generator_name_or_path, **(generator_kwargs or {}))
+        generator_kwargs = _safetensors_only(dict(generator_kwargs or {}), generator_name_or_path)
+        generator = _load_generator(generator_name_or_path, **generator_kwargs)
         config = EtragConfig(
             query_encoder=query_encoder.config,
             doc_encoder=doc_encoder.config if doc_encoder is not None else None,
@@ -139,6 +152,15 @@ class EtragModel(EtragPreTrainedModel):
             **config_kwargs,
         )
         return cls(config, query_encoder=query_encoder, doc_encoder=doc_encoder, generator=generator)
+
+    @classmethod
+    def from_pretrained(
+        cls, pretrained_model_name_or_path: str | os.PathLike, *model_args: Any, **kwargs: Any
+    ) -> EtragModel:
+        """`PreTrainedModel.from_pretrained`, safetensors only: pickle weights (`pytorch_model.bin`) are never
+        unpickled, and `trust_remote_code` is refused (an `EtragModel` needs no code from the checkpoint)."""
+        kwargs = _safetensors_only(kwargs, pretrained_model_name_or_path)
+        return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
 
     # ---- saving -------------------------------------------------------------------------------------
     def save_pretrained(
@@ -157,13 +179,58 @@ class EtragModel(EtragPreTrainedModel):
         with atomic_directory(save_directory) as tmp:
             super().save_pretrained(tmp, is_main_process=True, **kwargs)
         if push_to_hub:
-            hub_kwargs = {k: kwargs[k] for k in ("commit_message", "private", "token", "create_pr") if k in kwargs}
+            hub_kwargs = {
+                k: kwargs[k] for k in ("commit_message", "private", "token", "create_pr") if k in kwargs
+            }
             self.push_to_hub(kwargs.get("repo_id", Path(save_directory).name), **hub_kwargs)
 
     # ---- index --------------------------------------------------------------------------------------
     def set_index(self, index: PassageIndex | None) -> None:
-        """Attach (or swap) the passage index; it is not part of the module graph or the state dict."""
+        """Attach (or swap) the passage index; it is not part of the module graph or the state dict.
+
+        Its token ids are checked against the encoders' (and generator's) vocabularies first: a corpus tokenised
+        with another tokenizer would otherwise fail inside `nn.Embedding` at the first step, or silently read
+        the wrong rows."""
+        if index is not None:
+            stores = [("retriever_input_ids", index.retriever_tokens, "doc_encoder")]
+            if self.config.objective != "etrag":  # ETRAG's memory reaches the generator as soft prompts only
+                shared = index.generator_tokens is index.retriever_tokens
+                column = "retriever_input_ids" if shared else "generator_input_ids"
+                stores.append((column, index.generator_tokens, "generator"))
+            for column, store, part in stores:
+                if len(store.values):
+                    self.check_token_range(part, int(store.values.max()), f"Corpus column `{column}`")
         self._index = index
+
+    def check_token_range(
+        self, part: Literal["query_encoder", "doc_encoder", "generator"], max_id: int, source: str
+    ) -> None:
+        """Raise a `ValueError` when token id `max_id` (the largest that `source` produces) lies past `part`'s
+        input embedding matrix, naming both sizes and the two fixes."""
+        module = {
+            "query_encoder": self.query_encoder,
+            "doc_encoder": self.document_encoder,
+            "generator": self.generator,
+        }[part]
+        rows = module.get_input_embeddings().num_embeddings
+        if max_id >= rows:
+            attribute = "query_encoder" if part == "doc_encoder" and self.config.shared_encoders else part
+            label = {"query_encoder": "query encoder", "doc_encoder": "document encoder"}.get(part, part)
+            raise ValueError(
+                f"{source} has token ids up to {max_id}, but the {label} has {rows} token embeddings "
+                f"(vocab_size={rows}), so those ids would read past its embedding matrix. Use the {label}'s own "
+                f"tokenizer (and re-tokenise the data with it), or grow the embeddings with "
+                f"`model.{attribute}.resize_token_embeddings(len(tokenizer))`."
+            )
+
+    def check_tokenizers(self, tokenizers: EtragTokenizers) -> None:
+        """Check that neither tokenizer can produce ids past the embeddings of the modules it feeds."""
+        size = len(tokenizers.retriever)
+        for part in ("query_encoder", "doc_encoder"):
+            self.check_token_range(part, size - 1, f"The retriever tokenizer ({size} tokens)")
+        size = len(tokenizers.generator_tokenizer)
+        name = "shared by retriever and generator" if tokenizers.shared else "of the generator"
+        self.check_token_range("generator", size - 1, f"The tokenizer {name} ({size} tokens)")
 
     @property
     def index(self) -> PassageIndex:
@@ -189,20 +256,60 @@ class EtragModel(EtragPreTrainedModel):
         return self._encode(self.document_encoder, input_ids, attention_mask)
 
     def retrieve(self, query_vectors: torch.Tensor, n_docs: int | None = None) -> torch.Tensor:
-        """`(B, K)` corpus row numbers of the top-K passages (no gradient: search is discrete)."""
-        _, indices = self.index.search(
-            query_vectors.detach().float().cpu().numpy(), n_docs or self.config.n_docs
-        )
-        return torch.from_numpy(indices.astype(np.int64)).to(query_vectors.device)
+        """`(B, K)` corpus row numbers of the top-K passages (no gradient: search is discrete). With
+        `config.rerank_top_l`, the index's top-L are re-ranked with the current document encoder first."""
+        return self.retrieve_with_vectors(query_vectors, n_docs)[0]
 
-    def document_vectors(self, doc_indices: torch.Tensor, device: torch.device) -> torch.Tensor:
+    def retrieve_with_vectors(
+        self, query_vectors: torch.Tensor, n_docs: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """[`retrieve`], plus the `(B, K, H)` current-encoder vectors of the kept passages (no gradient) when
+        re-ranking computed them, else `None`; pass them on to [`document_vectors`] to avoid encoding twice."""
+        n_docs = n_docs or self.config.n_docs
+        search_k = n_docs
+        if self.config.rerank_top_l:  # an L past the corpus size re-ranks the whole corpus
+            search_k = max(n_docs, min(self.config.rerank_top_l, len(self.index)))
+        _, indices = self.index.search(query_vectors.detach().float().cpu().numpy(), search_k)
+        indices = torch.from_numpy(indices.astype(np.int64)).to(query_vectors.device)
+        if not self.config.rerank_top_l:
+            return indices, None
+        return rerank_candidates(
+            self._encode_for_ranking,
+            self.index.retriever_tokens,
+            self._retriever_pad,
+            query_vectors,
+            indices,
+            n_docs,
+        )
+
+    def _encode_for_ranking(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        # Ranking vectors come from the current document encoder as a refresh makes them: no dropout, no grad.
+        encoder = self.document_encoder
+        was_training = encoder.training
+        encoder.eval()
+        try:
+            with torch.no_grad():
+                return self.encode_passages(input_ids, attention_mask)
+        finally:
+            encoder.train(was_training)
+
+    def document_vectors(
+        self, doc_indices: torch.Tensor, device: torch.device, fresh_vectors: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """`(*doc_indices.shape, H)` passage vectors: re-encoded with gradient when `train_doc_encoder` (so
-        the document encoder learns), else read from the index's stored embeddings."""
+        the document encoder learns); else, when re-ranking (`rerank_top_l`), the current encoder's vectors
+        without gradient (`fresh_vectors` from [`retrieve_with_vectors`], or encoded here); else the index's
+        stored embeddings."""
         flat = doc_indices.flatten().cpu().numpy()
         encode = self.config.train_doc_encoder and self.training and self._document_encoder_trainable()
         if encode or self.index.embeddings is None:
             ids, mask = self.index.retriever_tokens.batch(flat, self._retriever_pad)
             vectors = self.encode_passages(ids.to(device), mask.to(device))
+        elif fresh_vectors is not None:
+            vectors = fresh_vectors.to(device)
+        elif self.config.rerank_top_l:
+            ids, mask = self.index.retriever_tokens.batch(flat, self._retriever_pad)
+            vectors = self._encode_for_ranking(ids.to(device), mask.to(device))
         else:
             vectors = torch.from_numpy(self.index.embeddings[flat]).to(device)
         return vectors.view(*doc_indices.shape, -1)
@@ -288,9 +395,10 @@ class EtragModel(EtragPreTrainedModel):
                 retrieved_doc_indices=doc_indices,
                 loss_terms={name: value.detach() for name, value in terms.items() if name != "loss"},
             )
+        reranked_vectors = None
         if doc_indices is None:
-            doc_indices = self.retrieve(query_vectors)
-        doc_vectors = self.document_vectors(doc_indices, query_vectors.device)
+            doc_indices, reranked_vectors = self.retrieve_with_vectors(query_vectors)
+        doc_vectors = self.document_vectors(doc_indices, query_vectors.device, reranked_vectors)
         doc_scores = self.score_documents(query_vectors, doc_vectors)
         output = EtragOutput(doc_scores=doc_scores, retrieved_doc_indices=doc_indices)
         if labels is None:
@@ -357,6 +465,29 @@ class EtragModel(EtragPreTrainedModel):
     def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **kwargs: Any) -> torch.Tensor:
         """Retrieve, then decode with the objective's marginalisation; see [`hf_etrag.generation.rag_generate`]."""
         return rag_generate(self, input_ids, attention_mask, **kwargs)
+
+
+def _safetensors_only(kwargs: dict[str, Any], name_or_path: str | os.PathLike) -> dict[str, Any]:
+    """`from_pretrained` kwargs that load safetensors weights only, with a clear error where that cannot work."""
+    if kwargs.get("trust_remote_code"):
+        raise ValueError(
+            f"`trust_remote_code=True` was passed for {str(name_or_path)!r}; hf-etrag never runs code from a "
+            "checkpoint. Use a model class that transformers ships, and drop `trust_remote_code`."
+        )
+    if kwargs.get("use_safetensors") is False:
+        raise ValueError(
+            f"`use_safetensors=False` was passed for {str(name_or_path)!r}; hf-etrag loads safetensors weights only "
+            "(pickle files can run code when loaded). Drop the argument and convert the checkpoint once: "
+            "`model.save_pretrained(folder)` writes `model.safetensors`."
+        )
+    folder = Path(name_or_path) / (kwargs.get("subfolder") or "")
+    if folder.is_dir() and not list(folder.glob("*.safetensors")) and list(folder.glob("pytorch_model*.bin")):
+        raise ValueError(
+            f"{folder} holds only pickle weights (pytorch_model*.bin); hf-etrag loads safetensors only (a pickle "
+            "can run code when loaded). Convert it once in a trusted environment: load it with transformers and "
+            "call `save_pretrained(folder)`, which writes `model.safetensors`."
+        )
+    return {**kwargs, "use_safetensors": True}
 
 
 def _load_generator(name_or_path: str, **kwargs: Any) -> PreTrainedModel:

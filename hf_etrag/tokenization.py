@@ -10,6 +10,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from huggingface_hub import snapshot_download
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 __all__ = ["EtragTokenizers", "RETRIEVER_TOKENIZER_FOLDER", "GENERATOR_TOKENIZER_FOLDER"]
@@ -46,8 +47,13 @@ class EtragTokenizers:
 
     @classmethod
     def from_pretrained(cls, pretrained_path: str | os.PathLike, **kwargs) -> EtragTokenizers:
-        """Load from a folder written by [`save_pretrained`] (a local path or a downloaded Hub snapshot)."""
+        """Load from a folder written by [`save_pretrained`], or from a Hub repo holding one (only the two tokenizer
+        folders are downloaded; `revision`, `token` and `cache_dir` apply)."""
         folder = Path(pretrained_path)
+        if not folder.is_dir():
+            hub_kwargs = {k: kwargs[k] for k in ("revision", "token", "cache_dir") if k in kwargs}
+            patterns = [f"{RETRIEVER_TOKENIZER_FOLDER}/*", f"{GENERATOR_TOKENIZER_FOLDER}/*"]
+            folder = Path(snapshot_download(str(pretrained_path), allow_patterns=patterns, **hub_kwargs))
         retriever_folder = folder / RETRIEVER_TOKENIZER_FOLDER
         if not retriever_folder.is_dir():
             raise FileNotFoundError(

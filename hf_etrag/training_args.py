@@ -45,6 +45,15 @@ class EtragTrainingArguments(TrainingArguments):
     remove_unused_columns: bool = field(
         default=False, metadata={"help": "Kept False: retrieval fields are not in `forward`'s signature."}
     )
+    max_nonfinite_steps: int = field(
+        default=10,
+        metadata={
+            "help": "Optimiser steps in a row that may have a NaN/inf loss or gradient: such a step's bad micro-batches "
+            "get no backward (a step with nothing finite left is not applied) and a warning names the step; one "
+            "more in a row stops training with an error. Counts consecutive steps (a finite step resets it), so a "
+            "rare bad batch in a long run is tolerated while a diverged run stops. 0: stop at the first."
+        },
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -54,5 +63,10 @@ class EtragTrainingArguments(TrainingArguments):
             )
         if self.retriever_learning_rate is not None and self.retriever_learning_rate < 0:
             raise ValueError(f"`retriever_learning_rate` must be >= 0; got {self.retriever_learning_rate}.")
+        if self.max_nonfinite_steps < 0:
+            raise ValueError(
+                "`max_nonfinite_steps` must be >= 0 (0 stops at the first NaN/inf loss); "
+                f"got {self.max_nonfinite_steps}."
+            )
         if self.refresh_batch_size < 1:
             raise ValueError(f"`refresh_batch_size` must be >= 1; got {self.refresh_batch_size}.")

@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -43,3 +44,22 @@ def test_scale_benchmark_rejects_too_few_queries(capsys):
     with pytest.raises(SystemExit):
         _load("scale").main(["--sizes", "2000", "--queries", "64"])
     assert "--queries must be greater than the search batch" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_soak_benchmark_reports_the_slope_last(capsys):
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        code = _load("soak").main(
+            ["--steps", "12", "--refresh-steps", "4", "--record-every", "4", "--warmup-steps", "4", "--people", "4"]
+        )
+    finally:
+        torch.set_num_threads(threads)  # the script runs on one thread; later tests keep this process's setting
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert code == 0
+    table = lines.index(next(line for line in lines if line.split()[:1] == ["step"]))
+    assert [line.split()[0] for line in lines[table + 1 : table + 5]] == ["0", "4", "8", "12"]
+    assert lines[-1].startswith("RSS slope over steps >= 4: ") and "MB per 1,000 steps" in lines[-1]
+    assert lines[-1].endswith("finished: yes (12/12 steps)")

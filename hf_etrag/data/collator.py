@@ -22,6 +22,19 @@ def _pad(rows: list[list[int]], value: int) -> tuple[torch.Tensor, torch.Tensor]
     return ids, mask
 
 
+def _check_targets(features: list[dict[str, Any]]) -> None:
+    """An example whose `labels` are empty or all -100 has no target: its log-likelihood is an empty sum, which
+    the objectives turn into a zero or NaN loss without saying why. Name the record instead."""
+    for position, feature in enumerate(features):
+        if not any(token != IGNORE_INDEX for token in feature["labels"]):
+            record = f"Record {feature['id']!r}" if "id" in feature else f"Example {position} of the batch"
+            raise ValueError(
+                f"{record} has no target tokens: its `labels` are empty or all {IGNORE_INDEX} (padding), so there "
+                "is nothing to train on. Give it a non-empty answer/target, or drop it from the dataset "
+                "(e.g. `dataset.filter(lambda r: any(t != -100 for t in r['labels']))`)."
+            )
+
+
 @dataclass
 class EtragDataCollator:
     """Pads `input_ids` (retriever), optional `generator_input_ids`, `labels` (with -100) and carries
@@ -40,6 +53,7 @@ class EtragDataCollator:
             ids, mask = _pad([f["generator_input_ids"] for f in features], self.generator_pad_id)
             batch["generator_input_ids"], batch["generator_attention_mask"] = ids, mask
         if "labels" in features[0]:
+            _check_targets(features)
             batch["labels"], _ = _pad([f["labels"] for f in features], IGNORE_INDEX)
         if "doc_indices" in features[0]:
             batch["doc_indices"] = torch.tensor([f["doc_indices"] for f in features], dtype=torch.long)

@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 
-from ..generator_inputs import IGNORE_INDEX
+from ..generator_inputs import IGNORE_INDEX, append_targets, left_padding_order
 from .base import RetrievalObjective
 from .ops.soft_topk import soft_select, soft_topk
 from .registry import register_objective
@@ -43,7 +44,12 @@ class EtragLoss(RetrievalObjective):
     `instances_with_grad`) is re-encoded with gradient; the rest use the stored embeddings, refreshed
     without gradient by `IndexRefreshCallback`. Gradient reaches the query encoder, the re-encoded memory
     rows, the projection and the generator. With `k=0` no instance is retrieved (the no-retrieval
-    baseline: only the query vector is prepended). Encoder-decoder generators only.
+    baseline: only the query vector is prepended).
+
+    Encoder-decoder generators read `[prompts; query]` in the encoder and score the target in the decoder.
+    Decoder-only generators (`AutoModelForCausalLM`) read `[prompts; query; target]` as one sequence (the
+    prompts take the first positions, each row packed without inner padding) and the loss covers the
+    target positions only; generation continues from the left-padded `[prompts; query]` embeddings.
 
     Args:
         k: instances selected per query.
@@ -85,10 +91,6 @@ class EtragLoss(RetrievalObjective):
 
     def setup(self, model: EtragModel) -> None:
         """Create the projection from retriever vectors to generator input embeddings (the soft prompts)."""
-        if not model.config.is_seq2seq_generator:
-            raise ValueError(
-                "The `etrag` objective needs an encoder-decoder generator (it fuses soft prompts)."
-            )
         retriever_dim = model.query_encoder.config.hidden_size
         generator_dim = model.generator.get_input_embeddings().embedding_dim
         self.prompt_projection = nn.Linear(retriever_dim, generator_dim)
@@ -134,32 +136,63 @@ class EtragLoss(RetrievalObjective):
         selection = soft_topk(scores, self.k, self.tau, exclude_mask=exclude)
         return soft_select(selection, memory.to(scores.dtype)), selection, scores
 
-    def soft_prompted_inputs(
+    def soft_prompts(
         self, model: EtragModel, batch: dict[str, torch.Tensor], query_vectors: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-        """Generator `inputs_embeds` and attention mask with the soft prompts in front."""
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """`(B, 1 + k, D)` soft prompts (projected query vector, then the k soft-selected instances), with
+        the selection `D` and the scores (`None` when `k == 0`)."""
         prompts_from = query_vectors.unsqueeze(1)
         selection = scores = None
         if self.k > 0:
             retrieved, selection, scores = self.select(model, query_vectors, batch.get("memory_index"))
             prompts_from = torch.cat([prompts_from, retrieved], dim=1)
-        prompts = self.prompt_projection(prompts_from)
-        ids = batch.get("generator_input_ids")
-        mask = batch.get("generator_attention_mask")
-        if ids is None:
-            ids, mask = batch["input_ids"], batch["attention_mask"]
+        return self.prompt_projection(prompts_from), selection, scores
+
+    def soft_prompted_inputs(
+        self, model: EtragModel, batch: dict[str, torch.Tensor], query_vectors: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """Generator `inputs_embeds` and attention mask with the soft prompts in front of the query (rows
+        stay right-padded, so `[prompts; query]` is contiguous)."""
+        prompts, selection, scores = self.soft_prompts(model, batch, query_vectors)
+        ids, mask = _generator_query(batch)
         embeds = model.generator.get_input_embeddings()(ids)
         inputs_embeds = torch.cat([prompts.to(embeds.dtype), embeds], dim=1)
         attention = torch.cat([mask.new_ones(prompts.shape[:2]), mask], dim=1)
         return inputs_embeds, attention, selection, scores
 
-    def model_loss(self, model: EtragModel, query_vectors: torch.Tensor, batch: dict[str, torch.Tensor]):
-        inputs_embeds, attention, selection, scores = self.soft_prompted_inputs(model, batch, query_vectors)
-        labels = batch["labels"]
-        decoder_input_ids = model.generator.prepare_decoder_input_ids_from_labels(labels=labels)
+    def causal_target_logits(
+        self, model: EtragModel, batch: dict[str, torch.Tensor], query_vectors: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """Decoder-only teacher forcing: `(B, T, V)` logits predicting each target token after
+        `[prompts; query]`, with the selection and scores of [`soft_prompts`]."""
+        prompts, selection, scores = self.soft_prompts(model, batch, query_vectors)
+        ids, mask = _generator_query(batch)
+        input_ids, attention, read_positions = append_targets(
+            ids, mask, batch["labels"], model.generator_pad_id
+        )
+        embeds = model.generator.get_input_embeddings()(input_ids)
+        n_prompts = prompts.shape[1]
         logits = model.generator(
-            inputs_embeds=inputs_embeds, attention_mask=attention, decoder_input_ids=decoder_input_ids
-        ).logits.float()
+            inputs_embeds=torch.cat([prompts.to(embeds.dtype), embeds], dim=1),
+            attention_mask=torch.cat([attention.new_ones(prompts.shape[:2]), attention], dim=1),
+        ).logits
+        # The prompts occupy the first positions, so every read position moves right by their number.
+        read = (read_positions + n_prompts).unsqueeze(-1).expand(-1, -1, logits.size(-1))
+        return logits.gather(1, read), selection, scores
+
+    def model_loss(self, model: EtragModel, query_vectors: torch.Tensor, batch: dict[str, torch.Tensor]):
+        labels = batch["labels"]
+        if model.config.is_seq2seq_generator:
+            inputs_embeds, attention, selection, scores = self.soft_prompted_inputs(
+                model, batch, query_vectors
+            )
+            decoder_input_ids = model.generator.prepare_decoder_input_ids_from_labels(labels=labels)
+            logits = model.generator(
+                inputs_embeds=inputs_embeds, attention_mask=attention, decoder_input_ids=decoder_input_ids
+            ).logits.float()
+        else:
+            logits, selection, scores = self.causal_target_logits(model, batch, query_vectors)
+            logits = logits.float()
         token_nll = nn.functional.cross_entropy(
             logits.transpose(1, 2), labels, ignore_index=IGNORE_INDEX, reduction="none"
         )
@@ -175,11 +208,22 @@ class EtragLoss(RetrievalObjective):
 
     @torch.no_grad()
     def generate(
-        self, model: EtragModel, batch: dict[str, torch.Tensor], max_new_tokens: int, num_beams: int = 1
+        self,
+        model: EtragModel,
+        batch: dict[str, torch.Tensor],
+        max_new_tokens: int,
+        num_beams: int = 1,
+        prefix_allowed_tokens_fn: Callable[[int, torch.Tensor], list[int]] | None = None,
     ) -> torch.Tensor:
+        """Decode from the soft-prompted input; `prefix_allowed_tokens_fn` (e.g. a `LabelConstraint`'s) sees
+        the decoder's sequence, whose first token is the decoder start token."""
         query_vectors = model.encode_queries(batch["input_ids"], batch["attention_mask"])
         inputs_embeds, attention, _, _ = self.soft_prompted_inputs(model, batch, query_vectors)
         generation_config = model.generator.generation_config
+        if not model.config.is_seq2seq_generator:
+            return _causal_generate(
+                model, inputs_embeds, attention, max_new_tokens, num_beams, prefix_allowed_tokens_fn
+            )
         out = model.generator.generate(
             inputs_embeds=inputs_embeds,
             attention_mask=attention,
@@ -189,5 +233,49 @@ class EtragLoss(RetrievalObjective):
             or generation_config.decoder_start_token_id,
             pad_token_id=model.generator_pad_id,
             eos_token_id=generation_config.eos_token_id,
+            prefix_allowed_tokens_fn=prefix_allowed_tokens_fn,
         )
         return out[:, 1:]
+
+
+def _causal_generate(
+    model: EtragModel,
+    inputs_embeds: torch.Tensor,
+    attention: torch.Tensor,
+    max_new_tokens: int,
+    num_beams: int,
+    prefix_allowed_tokens_fn: Callable[[int, torch.Tensor], list[int]] | None,
+) -> torch.Tensor:
+    """Continue decoder-only generation from right-padded `[prompts; query]` embeddings: rows are moved to
+    left padding (`generate` derives position ids from the mask, so the prompts keep positions 0..k as in
+    training) and only the new tokens come back."""
+    order = left_padding_order(attention)
+    inputs_embeds = inputs_embeds.gather(1, order.unsqueeze(-1).expand_as(inputs_embeds))
+    attention = attention.gather(1, order)
+    constrained = prefix_allowed_tokens_fn
+    if prefix_allowed_tokens_fn is not None:
+        # Generating from `inputs_embeds` alone, `generate` shows the function only the new tokens, while the
+        # contract above (and encoder-decoder decoding) puts one start token first: keep the two alike.
+        start = torch.tensor([model.generator_pad_id], device=inputs_embeds.device)
+
+        def constrained(batch_id: int, ids: torch.Tensor) -> list[int]:
+            return prefix_allowed_tokens_fn(batch_id, torch.cat([start, ids]))
+
+    generation_config = model.generator.generation_config
+    return model.generator.generate(
+        inputs_embeds=inputs_embeds,
+        attention_mask=attention,
+        max_new_tokens=max_new_tokens,
+        num_beams=num_beams,
+        pad_token_id=model.generator_pad_id,
+        eos_token_id=generation_config.eos_token_id,
+        prefix_allowed_tokens_fn=constrained,
+    )
+
+
+def _generator_query(batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The query in the generator's vocabulary (the retriever's ids when the tokenizers are shared)."""
+    ids = batch.get("generator_input_ids")
+    if ids is None:
+        return batch["input_ids"], batch["attention_mask"]
+    return ids, batch["generator_attention_mask"]

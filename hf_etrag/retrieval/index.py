@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import faiss
 import numpy as np
 from datasets import Dataset, load_from_disk
+from huggingface_hub import snapshot_download
 from transformers import PreTrainedTokenizerBase
 
 from ..atomic import atomic_directory
+from .search_threads import faiss_threads_for
 from .token_store import TokenStore
 
 __all__ = ["PassageIndex", "tokenize_corpus", "validate_corpus"]
@@ -41,7 +45,8 @@ def validate_corpus(corpus: Dataset) -> None:
         seen: set[str] = set()
         duplicate = next(i for i in ids if i in seen or seen.add(i))
         raise ValueError(
-            f"Passage id {duplicate!r} appears more than once in the corpus; ids must be unique."
+            f"Passage id {duplicate!r} appears more than once in the corpus; ids must be unique: drop the "
+            "duplicate rows or give them their own ids."
         )
     for row, text in enumerate(corpus["text"]):
         if not isinstance(text, str) or not text.strip():
@@ -145,14 +150,18 @@ class PassageIndex:
                 "`set_embeddings(...)`."
             )
         if not 1 <= k <= len(self):
-            raise ValueError(f"`n_docs` must be between 1 and the corpus size ({len(self)}); got {k}.")
+            raise ValueError(
+                f"`n_docs` must be between 1 and the corpus size ({len(self)}); got {k}. Lower `n_docs` in the "
+                "model config (or the `n_docs=` argument), or add passages to the corpus."
+            )
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         if queries.shape[1] != self.dim:
             raise ValueError(
                 f"Query vectors have size {queries.shape[1]} but the index holds vectors of size {self.dim}: "
                 "rebuild the index with the current document encoder."
             )
-        return self.faiss_index.search(queries, k)
+        with faiss_threads_for(queries.shape[0] * len(self) * queries.shape[1]):
+            return self.faiss_index.search(queries, k)
 
     def save(self, folder: str | os.PathLike) -> None:
         """Write corpus, embeddings, FAISS index and metadata; atomic (temporary sibling, then rename)."""
@@ -170,23 +179,79 @@ class PassageIndex:
             (tmp / _METADATA).write_text(json.dumps(metadata, indent=2))
 
     @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str | os.PathLike,
+        subfolder: str = "passage_index",
+        revision: str | None = None,
+        token: str | bool | None = None,
+        cache_dir: str | os.PathLike | None = None,
+    ) -> PassageIndex:
+        """Load the index saved in `subfolder` of a model folder or a Hub repo (`push_to_hub(..., push_index=True)`
+        uploads it there); a folder that is itself a saved index also works."""
+        folder = Path(name_or_path)
+        if not folder.is_dir():
+            folder = Path(snapshot_download(str(name_or_path), allow_patterns=[f"{subfolder}/*"], revision=revision,
+                                            token=token, cache_dir=cache_dir))  # fmt: skip
+            if not (folder / subfolder).is_dir():
+                raise FileNotFoundError(
+                    f"The Hub repo {str(name_or_path)!r} holds no `{subfolder}/`: it was pushed without the index "
+                    "(`push_to_hub(..., push_index=True)` uploads it). Build one over your corpus instead."
+                )
+        return cls.load(folder if (folder / _METADATA).is_file() else folder / subfolder)
+
+    @classmethod
     def load(cls, folder: str | os.PathLike) -> PassageIndex:
-        """Load a folder written by [`save`] (no pickle anywhere)."""
+        """Load a folder written by [`save`] (no pickle anywhere).
+
+        A missing, truncated or inconsistent file raises a `ValueError` that names the file (not the FAISS,
+        numpy or Arrow error it caused, which is chained as the cause)."""
         folder = Path(folder)
         meta_path = folder / _METADATA
         if not meta_path.is_file():
             raise FileNotFoundError(f"{folder} is not a saved passage index (no {_METADATA}).")
-        metadata: dict[str, Any] = json.loads(meta_path.read_text())
-        index = cls(load_from_disk(str(folder / "corpus")), index_factory=metadata["index_factory"])
-        if metadata.get("dim") is not None:
-            embeddings = np.load(folder / "embeddings.npy", allow_pickle=False)
-            if embeddings.shape != (metadata["n_passages"], metadata["dim"]):
-                raise ValueError(
-                    f"{folder}/embeddings.npy has shape {embeddings.shape}, but the metadata says "
-                    f"({metadata['n_passages']}, {metadata['dim']}): the index folder is corrupt; rebuild it."
+        with _reading(meta_path):
+            metadata: dict[str, Any] = json.loads(meta_path.read_text())
+            n_passages, dim = int(metadata["n_passages"]), metadata["dim"]
+            factory, built_at_step = str(metadata["index_factory"]), metadata.get("built_at_step")
+        with _reading(folder / "corpus"):
+            corpus = load_from_disk(str(folder / "corpus"))
+        if len(corpus) != n_passages:
+            raise _corrupt(folder / "corpus", f"it has {len(corpus)} rows, the metadata says {n_passages}")
+        index = cls(corpus, index_factory=factory)
+        if dim is not None:
+            with _reading(folder / "embeddings.npy"):
+                embeddings = np.load(folder / "embeddings.npy", allow_pickle=False)
+            if embeddings.shape != (n_passages, dim):
+                raise _corrupt(
+                    folder / "embeddings.npy",
+                    f"shape {embeddings.shape}, the metadata says ({n_passages}, {dim})",
                 )
-            index.embeddings = embeddings
-            index.faiss_index = faiss.read_index(str(folder / "index.faiss"))
-            index.built_at_step = metadata.get("built_at_step")
+            with _reading(folder / "index.faiss"):
+                faiss_index = faiss.read_index(str(folder / "index.faiss"))
+            if (faiss_index.ntotal, faiss_index.d) != (n_passages, dim):
+                raise _corrupt(
+                    folder / "index.faiss",
+                    f"{faiss_index.ntotal} vectors of size {faiss_index.d}, the metadata says {n_passages} of {dim}",
+                )
+            index.embeddings, index.faiss_index, index.built_at_step = embeddings, faiss_index, built_at_step
         return index
 
+
+def _corrupt(path: Path, reason: str) -> ValueError:
+    return ValueError(
+        f"{path} is corrupt or truncated ({reason}), so the passage index in {path.parent} cannot be loaded. "
+        "Rebuild it: `PassageIndex(corpus)`, then `hf_etrag.callbacks.refresh_index(model)` and `save(...)` again "
+        "(or resume from an earlier checkpoint)."
+    )
+
+
+@contextmanager
+def _reading(path: Path) -> Iterator[None]:
+    """Turn whatever a damaged file makes its reader raise (json, numpy, Arrow and FAISS each have their own
+    errors) into one message that names the file and the fix; the original error stays chained."""
+    try:
+        yield
+    except Exception as error:
+        first_line = next(iter(str(error).strip().splitlines()), "")[:200]  # FAISS errors run to many lines
+        raise _corrupt(path, f"{type(error).__name__}: {first_line}") from error
