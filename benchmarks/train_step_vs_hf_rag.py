@@ -94,7 +94,7 @@ def make_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--limit", type=int, default=None, help="use only the first N passages")
     parser.add_argument("--n-docs", type=int, default=5)
-    parser.add_argument("--repeats", type=int, default=3, help="timed blocks per side")
+    parser.add_argument("--repeats", type=int, default=5, help="timed blocks per side")
     parser.add_argument("--steps", type=int, default=None, help="timed steps per block (default: preset)")
     parser.add_argument("--warmup", type=int, default=None, help="untimed steps per block (default: preset)")
     parser.add_argument("--batch-size", type=int, default=None, help="default: preset")
@@ -335,6 +335,8 @@ def resolve_preset(args: argparse.Namespace) -> dict[str, int]:
             preset[name] = getattr(args, key)
     if preset["warmup"] < 1 or preset["steps"] < 1:
         raise SystemExit("--warmup and --steps must be >= 1 (the clock starts at the end of a warm-up step)")
+    if args.repeats < 1:
+        raise SystemExit(f"--repeats must be >= 1; got {args.repeats}")
     if args.threads is not None and args.threads < 1:
         raise SystemExit(f"--threads must be >= 1; got {args.threads}")
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -370,7 +372,8 @@ def run(setup: Setup, preset: dict[str, int], repeats: int) -> None:
             results[side].append(timed_block(trainer, clock, preset["warmup"], preset["batch"]))
         print(
             f"repeat {repeat + 1}: ours {results['ours'][-1]:.2f} examples/s, "
-            f"transformers RAG {results['theirs'][-1]:.2f} examples/s"
+            f"transformers RAG {results['theirs'][-1]:.2f} examples/s, "
+            f"ratio {results['ours'][-1] / results['theirs'][-1]:.2f}"
         )
     path = retrieval_path_ms(setup, batches=3 * preset["steps"])
     print(
@@ -379,6 +382,11 @@ def run(setup: Setup, preset: dict[str, int], repeats: int) -> None:
     )
     ours_median, theirs_median = statistics.median(results["ours"]), statistics.median(results["theirs"])
     print(f"median: ours {ours_median:.2f} examples/s, transformers RAG {theirs_median:.2f} examples/s")
+    paired = sorted(o / t for o, t in zip(results["ours"], results["theirs"], strict=True))
+    print(
+        f"per-repeat ratios (adjacent blocks): median {statistics.median(paired):.2f}, "
+        f"range {paired[0]:.2f}-{paired[-1]:.2f}"
+    )
     print(json.dumps({"ours": results["ours"], "transformers_rag": results["theirs"]}))
     print(f"train-step throughput ratio (ours / transformers RAG): {ours_median / theirs_median:.2f}")
 

@@ -7,8 +7,9 @@ Large-file rules follow the Hub's default `.gitattributes`: `*.safetensors`, `*.
 Every request is logged; anything else gets a 404 and lands in `unhandled`, so a test can assert that the client
 used no call this server does not know.
 
-Point `huggingface_hub` at it with `use_local_hub(monkeypatch, hub)` (its endpoint constants are read at import,
-so they are patched in place, as `HF_ENDPOINT` would have set them).
+Point `huggingface_hub` at it with `use_local_hub(monkeypatch, hub, cache_dir)`: its endpoint constants are read at
+import, so they are patched in place, as `HF_ENDPOINT` would have set them. Also serves `/api/agent-harnesses`,
+which `huggingface_hub` fetches (best effort) for its user agent.
 """
 
 from __future__ import annotations

@@ -63,3 +63,25 @@ def test_soak_benchmark_reports_the_slope_last(capsys):
     assert [line.split()[0] for line in lines[table + 1 : table + 5]] == ["0", "4", "8", "12"]
     assert lines[-1].startswith("RSS slope over steps >= 4: ") and "MB per 1,000 steps" in lines[-1]
     assert lines[-1].endswith("finished: yes (12/12 steps)")
+
+
+@pytest.mark.slow
+def test_train_step_benchmark_prints_the_ratio_last(tmp_path, knowledge_base, capsys):
+    corpus, questions = tmp_path / "corpus.jsonl", tmp_path / "questions.jsonl"
+    corpus.write_text(
+        "".join(json.dumps({"id": r["id"], "text": r["text"]}) + "\n" for r in knowledge_base.corpus)
+    )
+    questions.write_text(
+        "".join(json.dumps({k: r[k] for k in ("question", "answers")}) + "\n" for r in knowledge_base.train)
+    )
+    _load("train_step_vs_hf_rag").main(
+        ["--preset", "tiny", "--corpus", str(corpus), "--questions", str(questions), "--repeats", "1"]
+    )
+    lines = capsys.readouterr().out.strip().splitlines()
+    parameters = next(line for line in lines if line.startswith("trainable parameters: "))
+    ours, theirs = re.match(
+        r"trainable parameters: ours ([\d,]+), transformers RAG ([\d,]+)", parameters
+    ).groups()
+    assert ours == theirs  # the same trainable parts on both sides
+    assert lines[-1].startswith("train-step throughput ratio (ours / transformers RAG): ")
+    assert float(lines[-1].rsplit(" ", 1)[1]) > 0
