@@ -37,7 +37,7 @@ RUNS: dict[str, tuple[str, list[str]]] = {
 HEADLINE = {
     "relation_extraction": ("micro_f1", "micro_precision", "micro_recall"),
     "open_qa": ("recall@1", "recall@5", "mrr", "exact_match", "f1"),
-    "dialogue": ("recall@1", "recall@5", "f1", "rougeL"),
+    "dialogue": ("recall@1", "recall@5", "unigram_f1", "rouge_l"),
 }
 
 
@@ -53,11 +53,8 @@ def _flatten(metrics: dict, prefix: str = "") -> dict[str, float]:
 
 def _headline(metrics: dict) -> str:
     flat = _flatten(metrics)
-    for names in HEADLINE.values():
-        found = [(n, flat[k]) for n in names for k in flat if k.split(".")[-1] == n]
-        if found:
-            return ", ".join(f"{n} {v:.3f}" for n, v in found)
-    return ", ".join(f"{k} {v:.3f}" for k, v in list(flat.items())[:6])
+    names = HEADLINE.get(metrics.get("task"), tuple(flat)[:6])
+    return ", ".join(f"{name} {flat[name]:.3f}" for name in names if name in flat)
 
 
 def run(name: str, output_root: Path) -> dict:
