@@ -17,6 +17,7 @@ from hf_etrag import EtragConfig, EtragModel, PassageIndex, tokenize_corpus  # n
 from hf_etrag.callbacks import refresh_index  # noqa: E402
 from hf_etrag.data import make_synthetic_knowledge_base, tokenize_qa_dataset  # noqa: E402
 from hf_etrag.tiny_models import tiny_bart_config, tiny_bert_config, train_wordpiece_tokenizer  # noqa: E402
+from hf_etrag.training_args import EtragTrainingArguments  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -39,6 +40,25 @@ def tokenized_corpus(knowledge_base, tokenizer):
 def qa_train(knowledge_base, tokenizer, tokenized_corpus):
     ids = [str(i) for i in tokenized_corpus["id"]]
     return tokenize_qa_dataset(knowledge_base.train, tokenizer, passage_ids=ids)
+
+
+def make_training_args(tmp_path, **overrides) -> EtragTrainingArguments:
+    """Small, deterministic CPU training arguments for the trainer tests; `overrides` replace any field."""
+    kwargs = dict(
+        output_dir=str(tmp_path / "out"),
+        per_device_train_batch_size=4,
+        per_device_eval_batch_size=4,
+        learning_rate=1e-2,
+        max_steps=4,
+        logging_steps=1,
+        save_strategy="no",
+        report_to=[],
+        use_cpu=True,
+        seed=0,
+        disable_tqdm=True,
+    )
+    kwargs.update(overrides)
+    return EtragTrainingArguments(**kwargs)
 
 
 def make_config(tokenizer, **overrides) -> EtragConfig:

@@ -19,24 +19,11 @@ from hf_etrag.tokenization import EtragTokenizers
 from hf_etrag.trainer import EtragTrainer
 from hf_etrag.training_args import EtragTrainingArguments
 
-from .conftest import make_config
+from .conftest import make_config, make_training_args
 
 
 def _args(tmp_path, **overrides) -> EtragTrainingArguments:
-    kwargs = dict(
-        output_dir=str(tmp_path / "out"),
-        per_device_train_batch_size=4,
-        learning_rate=1e-2,
-        max_steps=4,
-        logging_steps=1,
-        save_strategy="no",
-        report_to=[],
-        use_cpu=True,
-        seed=0,
-        disable_tqdm=True,
-    )
-    kwargs.update(overrides)
-    return EtragTrainingArguments(**kwargs)
+    return make_training_args(tmp_path, **overrides)
 
 
 # ---- corpus ---------------------------------------------------------------------------------------------

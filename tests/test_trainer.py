@@ -8,23 +8,11 @@ from hf_etrag.callbacks import IndexRefreshCallback
 from hf_etrag.trainer import INDEX_FOLDER, EtragTrainer
 from hf_etrag.training_args import EtragTrainingArguments
 
+from .conftest import make_training_args
 
-def _args(tmp_path, **overrides):
-    kwargs = dict(
-        output_dir=str(tmp_path / "out"),
-        per_device_train_batch_size=4,
-        per_device_eval_batch_size=4,
-        learning_rate=1e-2,
-        max_steps=4,
-        logging_steps=2,
-        save_strategy="no",
-        report_to=[],
-        use_cpu=True,
-        seed=0,
-        disable_tqdm=True,
-    )
-    kwargs.update(overrides)
-    return EtragTrainingArguments(**kwargs)
+
+def _args(tmp_path, **overrides) -> EtragTrainingArguments:
+    return make_training_args(tmp_path, **{"logging_steps": 2, **overrides})
 
 
 def test_training_step_changes_every_trainable_parameter(tmp_path, model_and_index, qa_train):
