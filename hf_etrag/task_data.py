@@ -35,7 +35,14 @@ __all__ = [
 ]
 
 # What the collator reads; text columns stay out of the training batches.
-MODEL_COLUMNS = ("input_ids", "generator_input_ids", "labels", "gold_passage_index", "memory_index")
+MODEL_COLUMNS = (
+    "input_ids",
+    "generator_input_ids",
+    "posterior_input_ids",
+    "labels",
+    "gold_passage_index",
+    "memory_index",
+)
 # Columns of the instance memory kept for the evaluation's retrieved-instance analysis (relation extraction).
 MEMORY_ANALYSIS_COLUMNS = ("label", "subject", "object")
 
@@ -96,6 +103,8 @@ def tokenize_examples(
         passage_ids=passage_ids,
         max_query_length=model_args.max_query_length,
         max_target_length=model_args.max_target_length,
+        generator_prompt_template=model_args.generator_prompt_template,
+        answer_prefix=model_args.generator_answer_prefix,
     )
 
 

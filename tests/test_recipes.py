@@ -45,7 +45,8 @@ def test_shipped_recipe_parses_with_a_header_and_data_under_shared(path, monkeyp
     monkeypatch.chdir(RECIPES.parent)
     recipe = parse_recipe(path)
     assert recipe.training.output_dir
-    assert recipe.training.max_steps > 0
+    nothing_trains = recipe.model.freeze_retriever and recipe.model.freeze_generator
+    assert (recipe.training.max_steps > 0) != nothing_trains
     assert recipe.training.do_predict and recipe.data.test_source
     for source in (recipe.data.train_source, recipe.data.test_source, recipe.data.corpus_source):
         if source:
@@ -58,15 +59,22 @@ def test_frozen_and_end_to_end_squad_recipes_differ_only_in_the_retriever():
     for name in ("rag_sequence", "rag_token", "jsa", "vrag"):
         end_to_end = load_recipe_yaml(RECIPES / f"squad_open_{name}.yaml")
         for key in (
-            "max_steps",
+            "generator_name_or_path",
+            "freeze_generator",
+            "generator_prompt_template",
             "reader_warmup_steps",
             "test_limit",
             "test_generation_limit",
+            "max_new_tokens",
             "seed",
             "n_docs",
+            "max_passage_length",
+            "max_context_length",
         ):
-            assert end_to_end[key] == frozen[key], (name, key)
-    assert frozen["freeze_retriever"] is True
+            assert end_to_end.get(key) == frozen.get(key), (name, key)
+        assert end_to_end["max_steps"] > 0 and not end_to_end.get("freeze_retriever")
+    # The reader is frozen in every recipe, so the frozen baseline has nothing to train.
+    assert frozen["freeze_retriever"] is True and frozen["freeze_generator"] is True and frozen["max_steps"] == 0
 
 
 def test_etrag_and_its_no_retrieval_baseline_run_the_same_steps():
@@ -132,6 +140,9 @@ def test_inconsistent_combinations_are_refused(tmp_path, model, data, message):
         ({"objective": "nope"}, "`objective` 'nope' is unknown"),
         ({"objective": "etrag", "n_docs": 5, "objective_kwargs": {"k": 2}}, "disagree"),
         ({"dropout": 1.5}, "`dropout` must be in"),
+        ({"generator_prompt_template": "Q: {query}"}, "must contain {question}"),
+        ({"generator_prompt_template": "Q: {question} A:"}, "need a generator with its own tokenizer"),
+        ({"generator_answer_prefix": " "}, "need a generator with its own tokenizer"),
     ],
 )
 def test_model_arguments_validate(kwargs, message):

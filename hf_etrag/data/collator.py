@@ -37,7 +37,8 @@ def _check_targets(features: list[dict[str, Any]]) -> None:
 
 @dataclass
 class EtragDataCollator:
-    """Pads `input_ids` (retriever), optional `generator_input_ids`, `labels` (with -100) and carries
+    """Pads `input_ids` (retriever), optional `generator_input_ids` and `posterior_input_ids` (query + answer
+    for jsa/vrag's posterior retriever when the generator has its own tokenizer), `labels` (with -100) and carries
     `gold_passage_index` (corpus row, -1 when unknown) for retrieval statistics, and `doc_indices` (fixed
     passages per example, bypassing the search) when the dataset has them."""
 
@@ -52,6 +53,9 @@ class EtragDataCollator:
         if "generator_input_ids" in features[0]:
             ids, mask = _pad([f["generator_input_ids"] for f in features], self.generator_pad_id)
             batch["generator_input_ids"], batch["generator_attention_mask"] = ids, mask
+        if "posterior_input_ids" in features[0]:
+            ids, mask = _pad([f["posterior_input_ids"] for f in features], self.retriever_pad_id)
+            batch["posterior_input_ids"], batch["posterior_attention_mask"] = ids, mask
         if "labels" in features[0]:
             _check_targets(features)
             batch["labels"], _ = _pad([f["labels"] for f in features], IGNORE_INDEX)
