@@ -60,7 +60,16 @@ def _headline(metrics: dict) -> str:
 def run(name: str, output_root: Path) -> dict:
     recipe, overrides = RUNS[name]
     output_dir = output_root / name
-    command = ["hf-etrag", "train", recipe, "--output_dir", str(output_dir), "--disable_tqdm", "true", *overrides]
+    command = [
+        "hf-etrag",
+        "train",
+        recipe,
+        "--output_dir",
+        str(output_dir),
+        "--disable_tqdm",
+        "true",
+        *overrides,
+    ]
     print(f"$ {shlex.join(command)}", flush=True)
     start = time.perf_counter()
     completed = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -68,7 +77,9 @@ def run(name: str, output_root: Path) -> dict:
     (output_root / f"{name}.log").write_text(completed.stdout)
     if completed.returncode != 0:
         print(completed.stdout[-3000:], file=sys.stderr)
-        raise SystemExit(f"{name} failed with exit code {completed.returncode}; log: {output_root / name}.log")
+        raise SystemExit(
+            f"{name} failed with exit code {completed.returncode}; log: {output_root / name}.log"
+        )
     metric_files = sorted(output_dir.glob("evaluation-*/metrics.json"))
     if not metric_files:
         raise SystemExit(f"{name} wrote no evaluation-*/metrics.json under {output_dir}.")
@@ -88,7 +99,9 @@ def run(name: str, output_root: Path) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("names", nargs="*", help=f"Runs to do (default: all): {', '.join(RUNS)}.")
     parser.add_argument("--output-root", type=Path, default=Path("runs"))
     args = parser.parse_args()

@@ -43,8 +43,10 @@ def replace_directory(new: Path, target: Path, keep_other_entries: bool = False)
     """
     backup = target.with_name(f".{target.name}.old-{os.getpid()}")
     shutil.rmtree(backup, ignore_errors=True)
-    foreign = keep_other_entries and target.is_dir() and any(
-        not (new / entry.name).exists() for entry in target.iterdir()
+    foreign = (
+        keep_other_entries
+        and target.is_dir()
+        and any(not (new / entry.name).exists() for entry in target.iterdir())
     )
     if not foreign:
         if target.exists():
@@ -53,7 +55,9 @@ def replace_directory(new: Path, target: Path, keep_other_entries: bool = False)
         shutil.rmtree(backup, ignore_errors=True)
         return
     backup.mkdir()
-    for entry in sorted(new.iterdir(), key=lambda e: e.name == "config.json"):  # config last: it marks completeness
+    for entry in sorted(
+        new.iterdir(), key=lambda e: e.name == "config.json"
+    ):  # config last: it marks completeness
         old = target / entry.name
         if old.exists():
             os.replace(old, backup / entry.name)

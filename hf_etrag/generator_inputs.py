@@ -88,7 +88,9 @@ def target_logprobs(
     if _accepts_logits_to_keep(generator):
         # Right-aligned rows put every target in the last T columns, so the LM head (a (T_total, V) matmul and
         # a (N, T_total, V) tensor) runs on T + 1 positions per row instead of all of them.
-        input_ids, attention_mask, read_positions, keep = _right_align(input_ids, attention_mask, read_positions)
+        input_ids, attention_mask, read_positions, keep = _right_align(
+            input_ids, attention_mask, read_positions
+        )
         position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
         logits = generator(
             input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, logits_to_keep=keep

@@ -140,7 +140,9 @@ def run_training(
         trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     else:
         # Frozen retriever and frozen generator: the baseline of a frozen-LM recipe is the starting model itself.
-        logger.warning("Nothing is trainable (freeze_retriever and freeze_generator): evaluating the model as loaded.")
+        logger.warning(
+            "Nothing is trainable (freeze_retriever and freeze_generator): evaluating the model as loaded."
+        )
     model = trainer.etrag_model
     if retrieves and _document_encoder_trained(model):
         # The stored embeddings lag the trained document encoder; the saved index must match the saved encoder.

@@ -137,7 +137,9 @@ class ModelArguments:
     )
     generator_answer_prefix: str = field(
         default="",
-        metadata={"help": "Text before each target answer, e.g. ' ' after a prompt that ends with 'Answer:'."},
+        metadata={
+            "help": "Text before each target answer, e.g. ' ' after a prompt that ends with 'Answer:'."
+        },
     )
     auxiliary_losses: dict | str | None = field(
         default=None,
@@ -189,7 +191,9 @@ class ModelArguments:
             raise ValueError(
                 f"`generator_prompt_template` must contain {{question}}; got {self.generator_prompt_template!r}."
             )
-        if self.uses_bert2bert and (self.generator_prompt_template != "{question}" or self.generator_answer_prefix):
+        if self.uses_bert2bert and (
+            self.generator_prompt_template != "{question}" or self.generator_answer_prefix
+        ):
             raise ValueError(
                 "`generator_prompt_template` and `generator_answer_prefix` need a generator with its own tokenizer; "
                 "the bert2bert generator reads the retriever's query ids. Remove them, or set "

@@ -63,6 +63,8 @@ class EtragTokenizers:
         retriever = AutoTokenizer.from_pretrained(str(retriever_folder), **kwargs)
         generator_folder = folder / GENERATOR_TOKENIZER_FOLDER
         generator = (
-            AutoTokenizer.from_pretrained(str(generator_folder), **kwargs) if generator_folder.is_dir() else None
+            AutoTokenizer.from_pretrained(str(generator_folder), **kwargs)
+            if generator_folder.is_dir()
+            else None
         )
         return cls(retriever=retriever, generator=generator)

@@ -53,10 +53,23 @@ def test_soak_benchmark_reports_the_slope_last(capsys):
     threads = torch.get_num_threads()
     try:
         code = _load("soak").main(
-            ["--steps", "12", "--refresh-steps", "4", "--record-every", "4", "--warmup-steps", "4", "--people", "4"]
+            [
+                "--steps",
+                "12",
+                "--refresh-steps",
+                "4",
+                "--record-every",
+                "4",
+                "--warmup-steps",
+                "4",
+                "--people",
+                "4",
+            ]
         )
     finally:
-        torch.set_num_threads(threads)  # the script runs on one thread; later tests keep this process's setting
+        torch.set_num_threads(
+            threads
+        )  # the script runs on one thread; later tests keep this process's setting
     lines = capsys.readouterr().out.strip().splitlines()
     assert code == 0
     table = lines.index(next(line for line in lines if line.split()[:1] == ["step"]))

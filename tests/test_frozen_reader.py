@@ -55,7 +55,9 @@ def test_scores_equal_a_full_forward_while_the_lm_head_sees_only_target_position
         lambda module, inputs, output: head_rows.append(inputs[0].shape[1])
     )
     with torch.no_grad():
-        logprobs, logits = target_logprobs(generator, context, context_mask, labels, pad_id=0, return_logits=True)
+        logprobs, logits = target_logprobs(
+            generator, context, context_mask, labels, pad_id=0, return_logits=True
+        )
     hook.remove()
     assert head_rows == [labels.shape[1] + 1]  # not the 12 columns of context + target
 
@@ -65,7 +67,9 @@ def test_scores_equal_a_full_forward_while_the_lm_head_sees_only_target_position
         full = generator(input_ids=input_ids, attention_mask=attention_mask).logits
     expected_logits = full.gather(1, read_positions.unsqueeze(-1).expand(-1, -1, full.size(-1)))
     valid = labels != -100
-    expected = torch.log_softmax(expected_logits, -1).gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    expected = (
+        torch.log_softmax(expected_logits, -1).gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    )
     torch.testing.assert_close(logprobs[valid], expected[valid], rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(logits[valid], expected_logits[valid], rtol=1e-5, atol=1e-5)
 
@@ -83,13 +87,15 @@ def test_prompt_template_wraps_the_question_and_keeps_its_end_when_truncating(to
     )
     prefix = generator_tokenizer("Question:", add_special_tokens=False)["input_ids"]
     suffix = generator_tokenizer(" Answer:", add_special_tokens=False)["input_ids"]
-    for row, example in zip(data, examples):
+    for row, example in zip(data, examples, strict=True):
         question = generator_tokenizer(example["question"], add_special_tokens=False)["input_ids"]
         assert row["generator_input_ids"] == prefix + question + suffix
         answer = generator_tokenizer("the " + example["answers"][0], add_special_tokens=False)["input_ids"]
         assert row["labels"] == answer + [generator_tokenizer.sep_token_id]
         # The posterior retriever reads question and answer in the retriever's vocabulary.
-        assert row["posterior_input_ids"] == tokenizer(example["question"], example["answers"][0])["input_ids"]
+        assert (
+            row["posterior_input_ids"] == tokenizer(example["question"], example["answers"][0])["input_ids"]
+        )
 
     short = tokenize_qa_dataset(
         examples, tokenizer, generator_tokenizer, max_query_length=len(prefix) + len(suffix) + 2,
@@ -117,7 +123,9 @@ def test_frozen_generator_trains_the_retriever_through_its_likelihoods(tokenizer
         knowledge_base.train.select(range(4)), tokenizer, generator_tokenizer,
         passage_ids=[str(i) for i in corpus["id"]], generator_prompt_template=TEMPLATE,
     )  # fmt: skip
-    model = EtragModel(make_config(tokenizer, generator=_causal_config("llama", tokenizer), objective=objective))
+    model = EtragModel(
+        make_config(tokenizer, generator=_causal_config("llama", tokenizer), objective=objective)
+    )
     set_trainable_parts(model, ModelArguments(generator_name_or_path="llama", freeze_generator=True))
     model.set_index(index)
     refresh_index(model)

@@ -74,7 +74,9 @@ def test_frozen_and_end_to_end_squad_recipes_differ_only_in_the_retriever():
             assert end_to_end.get(key) == frozen.get(key), (name, key)
         assert end_to_end["max_steps"] > 0 and not end_to_end.get("freeze_retriever")
     # The reader is frozen in every recipe, so the frozen baseline has nothing to train.
-    assert frozen["freeze_retriever"] is True and frozen["freeze_generator"] is True and frozen["max_steps"] == 0
+    assert (
+        frozen["freeze_retriever"] is True and frozen["freeze_generator"] is True and frozen["max_steps"] == 0
+    )
 
 
 def test_etrag_and_its_no_retrieval_baseline_run_the_same_steps():

@@ -100,5 +100,7 @@ def _prompt_ids(
             f"`generator_prompt_template` {template!r} takes {len(prefix_ids) + len(suffix_ids)} tokens, leaving "
             f"no room for the question within `max_query_length` ({max_length}); raise `max_query_length`."
         )
-    question_ids = tokenizer(questions, add_special_tokens=False, truncation=True, max_length=room)["input_ids"]
+    question_ids = tokenizer(questions, add_special_tokens=False, truncation=True, max_length=room)[
+        "input_ids"
+    ]
     return [prefix_ids + ids + suffix_ids for ids in question_ids]
