@@ -162,6 +162,7 @@ def build_model(model_args: ModelArguments) -> tuple[EtragModel, EtragTokenizers
         objective_kwargs=model_args.etrag_objective_kwargs(),
         train_doc_encoder=model_args.train_doc_encoder,
         max_context_length=model_args.max_context_length,
+        rerank_top_l=model_args.rerank_top_l,
         auxiliary_losses=model_args.auxiliary_losses,
         auxiliary_loss_kwargs=model_args.auxiliary_loss_kwargs,
     )

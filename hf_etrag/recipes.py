@@ -115,6 +115,13 @@ class ModelArguments:
             "the document encoder is a frozen copy of the retriever checkpoint, so the index never goes stale."
         },
     )
+    rerank_top_l: int | None = field(
+        default=None,
+        metadata={
+            "help": "Atlas's cheap alternative to refreshing: search the (stale) index for the top-L, re-rank them "
+            "with the current document encoder, keep the top `n_docs`. Null: plain search."
+        },
+    )
     freeze_retriever: bool = field(
         default=False,
         metadata={

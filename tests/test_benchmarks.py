@@ -98,3 +98,54 @@ def test_train_step_benchmark_prints_the_ratio_last(tmp_path, knowledge_base, ca
     assert ours == theirs  # the same trainable parts on both sides
     assert lines[-1].startswith("train-step throughput ratio (ours / transformers RAG): ")
     assert float(lines[-1].rsplit(" ", 1)[1]) > 0
+
+
+@pytest.mark.slow
+def test_refresh_overhead_benchmark_prints_the_default_share_last(
+    tmp_path, knowledge_base, tokenizer, capsys
+):
+    from .tiny_checkpoints import save_tiny_parts
+
+    parts = save_tiny_parts(tmp_path / "parts", tokenizer)
+    for name in ("bert", "gpt2"):
+        tokenizer.save_pretrained(parts[name])
+    corpus, questions = tmp_path / "corpus.jsonl", tmp_path / "train.jsonl"
+    corpus.write_text(
+        "".join(json.dumps({"id": r["id"], "text": r["text"]}) + "\n" for r in knowledge_base.corpus)
+    )
+    questions.write_text(
+        "".join(json.dumps({k: r[k] for k in ("question", "answers")}) + "\n" for r in knowledge_base.train)
+    )
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(
+        "\n".join(
+            [
+                "task: open_qa",
+                f"train_source: {questions}",
+                f"corpus_source: {corpus}",
+                f"retriever_name_or_path: {parts['bert']}",
+                f"generator_name_or_path: {parts['gpt2']}",
+                "objective: rag_sequence",
+                "n_docs: 2",
+                "max_passage_length: 32",
+                "max_context_length: 48",
+                f"output_dir: {tmp_path / 'unused'}",
+                "per_device_train_batch_size: 2",
+                "report_to: none",
+                "save_strategy: 'no'",
+                "dataloader_pin_memory: false",
+            ]
+        )
+    )
+    module = _load("refresh_overhead")
+    module.main(["--recipe", str(recipe), "--steps", "4", "--refresh-steps", "2", "--rerank-top-l", "4"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    rows = {
+        line.split("|")[1].strip(): line.split("|")
+        for line in lines
+        if line.startswith("| ") and "---" not in line
+    }
+    assert int(rows["full"][4]) == 2  # refreshed at steps 2 and 4
+    assert rows["rerank"][4].strip() == "0" and rows["query_side"][4].strip() == "0"
+    assert float(rows["full"][6].strip().rstrip("%")) > 0
+    assert lines[-1] == "refresh share of wall time, default (query_side) strategy: 0.0%"
