@@ -149,3 +149,12 @@ def test_refresh_overhead_benchmark_prints_the_default_share_last(
     assert rows["rerank"][4].strip() == "0" and rows["query_side"][4].strip() == "0"
     assert float(rows["full"][6].strip().rstrip("%")) > 0
     assert lines[-1] == "refresh share of wall time, default (query_side) strategy: 0.0%"
+
+
+def test_decoder_scoring_benchmark_agrees_with_the_full_forward_and_prints_the_ratio_last(capsys):
+    _load("decoder_scoring").main(["--layers", "1", "--rows", "3", "--context", "24", "--repeats", "1"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    difference = next(line for line in lines if line.startswith("max |difference|"))
+    assert float(difference.rsplit(" ", 1)[1]) < 1e-4
+    assert lines[-1].startswith("scoring throughput ratio (target positions / all positions): ")
+    assert float(lines[-1].rsplit(" ", 1)[1]) > 0
