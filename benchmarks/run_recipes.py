@@ -57,6 +57,19 @@ def _headline(metrics: dict) -> str:
     return ", ".join(f"{name} {flat[name]:.3f}" for name in names if name in flat)
 
 
+def refresh_share(state: dict) -> dict[str, float]:
+    """Index refreshes logged by the refresh callback during training, and their share of `train_runtime`."""
+    history = state.get("log_history", [])
+    seconds = sum(entry.get("refresh_seconds", 0.0) for entry in history)
+    runtime = next((entry["train_runtime"] for entry in history if "train_runtime" in entry), None)
+    return {
+        "refreshes": sum("refresh_seconds" in entry for entry in history),
+        "refresh_seconds": round(seconds, 1),
+        "train_runtime": runtime,
+        "refresh_share": seconds / runtime if runtime else 0.0,
+    }
+
+
 def run(name: str, output_root: Path) -> dict:
     recipe, overrides = RUNS[name]
     output_dir = output_root / name
@@ -92,6 +105,7 @@ def run(name: str, output_root: Path) -> dict:
         "wall_seconds": round(wall, 1),
         "metrics": metrics,
         "headline": _headline(metrics),
+        **refresh_share(state),
     }
     with (output_root / "results.jsonl").open("a") as log:
         log.write(json.dumps(row) + "\n")
@@ -117,6 +131,12 @@ def main() -> None:
             f"| {name} | `{row['command']}` | {row['steps']} | {int(minutes)} min {seconds:.0f} s | {row['headline']} |",
             flush=True,
         )
+        if row["refreshes"]:
+            print(
+                f"  {name}: {row['refreshes']} index refreshes during training, {row['refresh_seconds']} s, "
+                f"{100 * row['refresh_share']:.1f}% of {row['train_runtime']:.0f} s training wall time",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

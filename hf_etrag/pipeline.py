@@ -144,8 +144,13 @@ def run_training(
             "Nothing is trainable (freeze_retriever and freeze_generator): evaluating the model as loaded."
         )
     model = trainer.etrag_model
-    if retrieves and _document_encoder_trained(model):
+    if (
+        retrieves
+        and _document_encoder_trained(model)
+        and model.index.built_at_step != trainer.state.global_step
+    ):
         # The stored embeddings lag the trained document encoder; the saved index must match the saved encoder.
+        # (A refresh on the last step, `max_steps % refresh_steps == 0`, already made them match.)
         stats = refresh_index(
             model, batch_size=training_args.refresh_batch_size, step=trainer.state.global_step
         )

@@ -158,3 +158,32 @@ def test_decoder_scoring_benchmark_agrees_with_the_full_forward_and_prints_the_r
     assert float(difference.rsplit(" ", 1)[1]) < 1e-4
     assert lines[-1].startswith("scoring throughput ratio (target positions / all positions): ")
     assert float(lines[-1].rsplit(" ", 1)[1]) > 0
+
+
+@pytest.mark.slow
+def test_retriever_ceiling_benchmark_prints_recall_at_5_last(tmp_path, knowledge_base, capsys):
+    for name, rows in (
+        ("corpus", knowledge_base.corpus),
+        ("train", knowledge_base.train),
+        ("test", knowledge_base.test),
+    ):
+        with (tmp_path / f"{name}.jsonl").open("w") as handle:
+            for row in rows:
+                handle.write(json.dumps(dict(row)) + "\n")
+    _load("squad_retriever_ceiling").main(["--data", str(tmp_path), "--steps", "2", "--batch-size", "4"])
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    values = re.fullmatch(r"test recall@5: frozen ([\d.]+), query_side ([\d.]+), both_sides ([\d.]+)", last)
+    assert values and all(0.0 <= float(v) <= 1.0 for v in values.groups())
+
+
+def test_run_recipes_reads_the_refresh_share_from_the_trainer_state():
+    state = {
+        "log_history": [
+            {"step": 40, "loss": 1.0, "refresh_seconds": 30.0},
+            {"step": 80, "loss": 1.0, "refresh_seconds": 20.0},
+            {"step": 80, "train_runtime": 500.0},
+        ]
+    }
+    share = _load("run_recipes").refresh_share(state)
+    assert share == {"refreshes": 2, "refresh_seconds": 50.0, "train_runtime": 500.0, "refresh_share": 0.1}
+    assert _load("run_recipes").refresh_share({"log_history": []})["refresh_share"] == 0.0

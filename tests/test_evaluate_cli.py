@@ -311,3 +311,41 @@ def test_passage_scores_use_every_example_for_recall_and_the_generated_ones_for_
     assert scores.recall_at_k == {1: 0.5, 2: 0.5}  # k = 5 is deeper than the 3 rows retrieved
     assert [r["gold_rank"] for r in scores.records] == [1, None, None]
     assert scores.records[2]["prediction"] is None
+
+
+@pytest.mark.parametrize("refresh_steps, pipeline_refreshes", [(2, 1), (0, 2)])
+def test_the_saved_index_matches_the_trained_encoder_with_one_refresh_per_step(
+    tmp_path, tiny_folders, data_folder, monkeypatch, refresh_steps, pipeline_refreshes
+):
+    """Training both retriever sides ends with an index encoded at the last step: by the refresh callback when
+    the last step is a refresh step (then the pipeline does not encode the corpus again), else by the pipeline."""
+    import hf_etrag.pipeline as pipeline
+
+    calls = []
+    original = pipeline.refresh_index
+
+    def counting_refresh(model, **kwargs):
+        calls.append(kwargs["step"])
+        return original(model, **kwargs)
+
+    monkeypatch.setattr(pipeline, "refresh_index", counting_refresh)
+    qa = data_folder / "qa"
+    out = _train(
+        tmp_path,
+        {
+            "task": "open_qa",
+            "train_source": str(qa),
+            "corpus_source": str(qa),
+            "retriever_name_or_path": tiny_folders["bert"],
+            "generator_name_or_path": tiny_folders["bart"],
+            "n_docs": 2,
+            "train_doc_encoder": True,
+            "refresh_steps": refresh_steps,
+            "do_predict": False,
+        },
+    )
+    assert len(calls) == pipeline_refreshes and calls[0] == 0
+    state = json.loads((out / "trainer_state.json").read_text())
+    callback_refreshes = [entry["step"] for entry in state["log_history"] if "refresh_seconds" in entry]
+    assert callback_refreshes == ([2] if refresh_steps else [])
+    assert PassageIndex.load(out / "passage_index").built_at_step == 2
