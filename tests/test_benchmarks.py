@@ -127,6 +127,7 @@ def test_refresh_overhead_benchmark_prints_the_default_share_last(
                 f"generator_name_or_path: {parts['gpt2']}",
                 "objective: rag_sequence",
                 "n_docs: 2",
+                "refresh_steps: 3",
                 "max_passage_length: 32",
                 "max_context_length: 48",
                 f"output_dir: {tmp_path / 'unused'}",
@@ -148,7 +149,10 @@ def test_refresh_overhead_benchmark_prints_the_default_share_last(
     assert int(rows["full"][4]) == 2  # refreshed at steps 2 and 4
     assert rows["rerank"][4].strip() == "0" and rows["query_side"][4].strip() == "0"
     assert float(rows["full"][6].strip().rstrip("%")) > 0
-    assert lines[-1] == "refresh share of wall time, default (query_side) strategy: 0.0%"
+    # The recipe trains the document encoder with a refresh every 3 steps: its share follows from the measured
+    # per-refresh and per-step times of the `full` run.
+    prefix = "refresh share of wall time, recipe default (full refresh every 3 steps, derived): "
+    assert lines[-1].startswith(prefix) and 0 < float(lines[-1][len(prefix) :].rstrip("%")) < 100
 
 
 def test_decoder_scoring_benchmark_agrees_with_the_full_forward_and_prints_the_ratio_last(capsys):
