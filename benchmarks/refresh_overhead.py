@@ -109,6 +109,17 @@ def run_strategy(strategy: str, args: argparse.Namespace, initial_embeddings=Non
     }
 
 
+def _per_refresh(full: dict) -> float:
+    return full["refresh_seconds"] / full["refreshes"]
+
+
+def _derived_share(full: dict, every: int) -> float:
+    """Refresh share of wall time with a full refresh every `every` steps, from the `full` run's measured
+    seconds per refresh and per step (derived, not run)."""
+    per_refresh = _per_refresh(full)
+    return per_refresh / (every * full["step_seconds"] + per_refresh)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = make_parser().parse_args(argv)
     strategies = [s for s in args.strategies.split(",") if s]
@@ -137,24 +148,23 @@ def main(argv: list[str] | None = None) -> None:
         )
     print(f"initial index build (not counted above): {rows[0]['initial_build']:.1f} s")
     by_name = {row["strategy"]: row for row in rows}
-    if "full" in by_name and by_name["full"]["refreshes"]:
-        full = by_name["full"]
-        per_refresh = full["refresh_seconds"] / full["refreshes"]
+    full = by_name.get("full")
+    measured_full = full is not None and full["refreshes"] > 0
+    if measured_full:
         print(
-            f"full: {per_refresh:.1f} s per refresh, {full['step_seconds']:.2f} s per step between refreshes"
+            f"full: {_per_refresh(full):.1f} s per refresh, {full['step_seconds']:.2f} s per step between refreshes"
         )
-        # The share at other schedules follows from these two measured times (derived, not run).
         for every in (50, 100, 500):
-            share = per_refresh / (every * full["step_seconds"] + per_refresh)
+            share = _derived_share(full, every)
             print(f"  derived: a full refresh every {every} steps would take {100 * share:.1f}% of wall time")
     from hf_etrag.recipes import parse_recipe
 
     recipe = parse_recipe(args.recipe, [])
     default = "full" if recipe.model.train_doc_encoder else "query_side"
-    if default == "full" and "full" in by_name and by_name["full"]["refreshes"]:
-        # The recipe's own schedule from the two measured times (`run_recipes.py` measures it in a full run).
+    if default == "full" and measured_full:
+        # `run_recipes.py` measures the recipe's own schedule in a full run; here it is derived.
         every = recipe.training.refresh_steps
-        share = per_refresh / (every * full["step_seconds"] + per_refresh) if every else 0.0
+        share = _derived_share(full, every) if every else 0.0
         print(
             f"refresh share of wall time, recipe default (full refresh every {every} steps, derived): {100 * share:.1f}%"
         )

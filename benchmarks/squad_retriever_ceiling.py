@@ -27,6 +27,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from hf_etrag.retrieval.encoding import normalize_if_cosine, pool
+
 ROOT = Path(__file__).resolve().parents[1]
 STRATEGIES = ("query_side", "both_sides")
 
@@ -54,7 +56,7 @@ def _records(path: Path) -> list[dict]:
 
 
 class _Encoder:
-    """Mean-pooled, L2-normalised MiniLM vectors, as the recipes' retriever computes them."""
+    """Mean-pooled, L2-normalised MiniLM vectors, pooled by the retriever's own `pool`."""
 
     def __init__(self, args: argparse.Namespace) -> None:
         from transformers import AutoModel, AutoTokenizer
@@ -83,8 +85,7 @@ class _Encoder:
                 return_tensors="pt",
             )
             states = self.model(**batch).last_hidden_state
-            mask = batch["attention_mask"].unsqueeze(-1).to(states.dtype)
-            vectors.append(F.normalize((states * mask).sum(1) / mask.sum(1), dim=-1))
+            vectors.append(normalize_if_cosine(pool(states, batch["attention_mask"], "mean"), "cosine"))
         return torch.cat(vectors)
 
 
