@@ -52,9 +52,11 @@ def predict(
     label_constraint: LabelConstraint | None = None,
     batch_size: int = 16,
     show_progress: bool = False,
+    decoding: str | None = None,
 ) -> Predictions:
     """Retrieve `depth` rows for every example of a tokenised dataset and generate for the first `n_generate`
-    (with `label_constraint`: decode restricted to its labels and return raw labels)."""
+    (with `label_constraint`: decode restricted to its labels and return raw labels; `decoding`: see
+    [`hf_etrag.generation.rag_generate`], default the objective's)."""
     model.eval()
     collator = EtragDataCollator(model._retriever_pad, model.generator_pad_id)
     device = next(model.parameters()).device
@@ -81,6 +83,7 @@ def predict(
             generator_attention_mask=inputs.get("generator_attention_mask"),
             max_new_tokens=label_constraint.max_new_tokens if label_constraint else max_new_tokens,
             label_constraint=label_constraint,
+            **({"decoding": decoding} if decoding else {}),
         )
         if label_constraint is not None:
             texts += label_constraint.batch_decode(sequences)
@@ -111,6 +114,7 @@ def _score(
     batch_size: int,
     show_progress: bool,
     relation_labels: list[str] | None,
+    decoding: str | None = None,
 ) -> tuple[TaskScores, int]:
     n_generate = min(len(test), generation_limit or len(test))
     constraint, negative = None, None
@@ -128,6 +132,7 @@ def _score(
         label_constraint=constraint,
         batch_size=batch_size,
         show_progress=show_progress,
+        decoding=decoding,
     )
     shown = 5
     if data_args.task == "relation_extraction":
@@ -150,18 +155,21 @@ def evaluate_model(
     batch_size: int = 16,
     show_progress: bool = False,
     relation_labels: list[str] | None = None,
+    decoding: str | None = None,
 ) -> dict[str, Any]:
     """Score `model` (index attached) on a test split of the recipe's task and write the evaluation folder.
 
     `test_source`/`test_split`/`limit`/`generation_limit` default to the recipe's `test_*` settings;
     `relation_labels` (relation extraction) is the label set decoding is restricted to (default: the training
-    labels stored in the instance memory). Returns the metrics written to `metrics.json`."""
+    labels stored in the instance memory); `decoding` defaults to the recipe's. Returns the metrics written to
+    `metrics.json`."""
     source = test_source or data_args.test_source
     if not source:
         raise ValueError("No test data: give `test_source` (the recipe has no `test_source` either).")
     split = test_split or data_args.test_split
     limit = limit if limit is not None else data_args.test_limit
     generation_limit = generation_limit if generation_limit is not None else data_args.test_generation_limit
+    decoding = decoding or getattr(data_args, "decoding", None)
     if relation_labels is None and "label" in model.index.corpus.column_names:
         relation_labels = sorted(set(model.index.corpus["label"]))
     examples = load_examples(data_args, source, split, limit)
@@ -176,6 +184,7 @@ def evaluate_model(
         batch_size,
         show_progress,
         relation_labels,
+        decoding,
     )
     split_name = _split_name(source, split)
     settings = {
@@ -183,6 +192,7 @@ def evaluate_model(
         "task": data_args.task,
         "objective": model_args.objective,
         "n_docs": model_args.n_docs,
+        "decoding": decoding or model.objective.decoding,
         "test_source": source,
         "split": split_name,
         "n_examples": len(test),
@@ -228,6 +238,7 @@ def evaluate_checkpoint(
     batch_size: int | None = None,
     device: str | None = None,
     show_progress: bool = True,
+    decoding: str | None = None,
 ) -> dict[str, Any]:
     """Load a folder written by `hf-etrag train` and score it (see [`evaluate_model`])."""
     checkpoint = Path(checkpoint_dir)
@@ -257,4 +268,5 @@ def evaluate_checkpoint(
         generation_limit=generation_limit,
         batch_size=batch_size or training.get("per_device_eval_batch_size", 16),
         show_progress=show_progress,
+        decoding=decoding,
     )

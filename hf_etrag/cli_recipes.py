@@ -63,6 +63,13 @@ def add_recipe_commands(commands: Any) -> None:
         default=None,
         help="Generate for the first N of them (default: the recipe's test_generation_limit).",
     )
+    evaluate.add_argument(
+        "--decoding",
+        choices=("sequence", "sequence_fast", "token"),
+        default=None,
+        help="sequence (RAG-Sequence thorough), sequence_fast (fast decoding, ~K times cheaper) or token "
+        "(RAG-Token greedy). Default: the recipe's `decoding`, else the objective's.",
+    )
     evaluate.add_argument("--batch_size", type=int, default=None)
     evaluate.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available).")
     evaluate.add_argument("--no-progress", action="store_true", help="Hide progress bars.")
@@ -102,6 +109,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         device=args.device,
         show_progress=not args.no_progress,
+        decoding=args.decoding,
     )
     print(json.dumps({k: v for k, v in metrics.items() if k != "per_relation"}, indent=2))
     print(_headline(metrics))

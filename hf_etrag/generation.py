@@ -1,5 +1,6 @@
-"""Decoding with retrieval: RAG-Sequence (generate per passage, rescore under all passages) and RAG-Token
-(marginalise the next-token distribution over passages at every step)."""
+"""Decoding with retrieval: RAG-Sequence (generate per passage, rescore under all passages: "thorough"; or
+sum each proposal's own likelihood over the passages that proposed it: "fast") and RAG-Token (marginalise the
+next-token distribution over passages at every step)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,10 @@ if TYPE_CHECKING:
     from .data.labels import LabelConstraint
     from .modeling_etrag import EtragModel
 
-__all__ = ["rag_generate"]
+__all__ = ["DECODING_MODES", "rag_generate"]
+
+# "sequence" is RAG-Sequence's thorough decoding; "sequence_fast" its fast decoding (Lewis et al. 2020, sec. 2.4).
+DECODING_MODES: tuple[str, ...] = ("sequence", "sequence_fast", "token")
 
 
 def _special_ids(model: EtragModel) -> tuple[int, int | None, int | None]:
@@ -37,14 +41,17 @@ def rag_generate(
     n_docs: int | None = None,
     max_new_tokens: int = 16,
     num_beams: int = 1,
-    decoding: Literal["sequence", "token"] | None = None,
+    decoding: Literal["sequence", "sequence_fast", "token"] | None = None,
     return_doc_indices: bool = False,
     label_constraint: LabelConstraint | None = None,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Generate answers `(B, L)` (right-padded with the pad id, no start token).
 
-    `decoding` defaults to the objective's: `"token"` for RAG-Token, `"sequence"` otherwise; objectives
-    with their own `generate` (ETRAG's soft prompts) decode themselves. `label_constraint`
+    `decoding` defaults to the objective's: `"token"` for RAG-Token (greedy), `"sequence"` otherwise
+    (RAG-Sequence thorough decoding: every passage's proposal is rescored under all K passages, K x K generator
+    passes). `"sequence_fast"` is RAG-Sequence fast decoding: a proposal's likelihood counts only under the
+    passages that proposed it, so no rescoring pass runs (about K times cheaper). Objectives with their own
+    `generate` (ETRAG's soft prompts) decode themselves. `label_constraint`
     ([`hf_etrag.data.labels.LabelConstraint`]) restricts every path to its labels.
     """
     if label_constraint is not None:
@@ -71,8 +78,14 @@ def rag_generate(
             generator_input_ids, generator_attention_mask = input_ids, attention_mask
         contexts = model.build_contexts(generator_input_ids, generator_attention_mask, doc_indices)
         decoding = decoding or model.objective.decoding
+        if decoding not in DECODING_MODES:
+            raise ValueError(f"`decoding={decoding!r}`: use one of {', '.join(DECODING_MODES)}.")
         if decoding == "token":
             sequences = _rag_token_greedy(model, *contexts, doc_logprobs, max_new_tokens, label_constraint)
+        elif decoding == "sequence_fast":
+            sequences = _rag_sequence_fast(
+                model, *contexts, doc_logprobs, max_new_tokens, num_beams, label_constraint
+            )
         else:
             sequences = _rag_sequence_thorough(
                 model, *contexts, doc_logprobs, max_new_tokens, num_beams, label_constraint
@@ -110,9 +123,13 @@ def _generate_per_passage(
     max_new_tokens: int,
     num_beams: int,
     label_constraint: LabelConstraint | None = None,
-) -> torch.Tensor:
+    with_scores: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """One proposal per context row `(N, L)`; with `with_scores`, also each proposal's log-likelihood `(N,)`
+    under its own context (tokens up to and including the first eos)."""
     pad, eos, start = _special_ids(model)
     generator = model.generator
+    scored = {"output_scores": True, "return_dict_in_generate": True} if with_scores else {}
     if generator.config.is_encoder_decoder:
         constrained = _constraint_kwargs(label_constraint, prompt_length=1)  # after the decoder start token
         out = generator.generate(
@@ -124,8 +141,11 @@ def _generate_per_passage(
             eos_token_id=eos,
             decoder_start_token_id=start,
             **constrained,
+            **scored,
         )
-        return out[:, 1:]
+        if not with_scores:
+            return out[:, 1:]
+        return _with_sequence_scores(generator, out, 1, pad, eos)
     # Decoder-only generation needs left padding so that every row continues right after its prompt.
     lengths = context_mask.sum(-1)
     width = context_ids.shape[1]
@@ -142,8 +162,26 @@ def _generate_per_passage(
         pad_token_id=pad,
         eos_token_id=eos,
         **constrained,
+        **scored,
     )
-    return out[:, width:]
+    if not with_scores:
+        return out[:, width:]
+    return _with_sequence_scores(generator, out, width, pad, eos)
+
+
+def _with_sequence_scores(
+    generator: Any, out: Any, prompt_width: int, pad: int, eos: int | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Split `generate`'s dict output into the new tokens and their summed log-probabilities (normalised over
+    the tokens each step allowed)."""
+    sequences = out.sequences[:, prompt_width:]
+    transition = generator.compute_transition_scores(
+        out.sequences, out.scores, beam_indices=getattr(out, "beam_indices", None), normalize_logits=True
+    )
+    transition = transition[:, -sequences.shape[1] :] if sequences.shape[1] else transition[:, :0]
+    counted = _to_labels(sequences, pad, eos) != IGNORE_INDEX
+    scores = transition.float().masked_fill(~counted, 0.0).masked_fill(~torch.isfinite(transition), 0.0)
+    return sequences, scores.sum(-1)
 
 
 def _to_labels(sequences: torch.Tensor, pad: int, eos: int | None) -> torch.Tensor:
@@ -189,6 +227,31 @@ def _rag_sequence_thorough(
     best = marginal.argmax(-1)
     chosen = candidates.view(batch, n_docs, -1)[torch.arange(batch), best]
     return chosen.masked_fill(labels.view(batch, n_docs, -1)[torch.arange(batch), best] == IGNORE_INDEX, pad)
+
+
+def _rag_sequence_fast(
+    model: EtragModel,
+    context_ids: torch.Tensor,
+    context_mask: torch.Tensor,
+    doc_logprobs: torch.Tensor,
+    max_new_tokens: int,
+    num_beams: int,
+    label_constraint: LabelConstraint | None = None,
+) -> torch.Tensor:
+    """RAG-Sequence fast decoding: p(y|x) ~ sum over the passages k whose proposal is y of p(z_k|x) p(y|x,z_k);
+    a passage that did not propose y counts as p(y|x,z_k) = 0, so no K x K rescoring pass is needed."""
+    batch, n_docs = doc_logprobs.shape
+    pad, eos, _ = _special_ids(model)
+    candidates, own_logprobs = _generate_per_passage(
+        model, context_ids, context_mask, max_new_tokens, num_beams, label_constraint, with_scores=True
+    )
+    labels = _to_labels(candidates, pad, eos).view(batch, n_docs, -1)
+    proposals = labels.masked_fill(labels == IGNORE_INDEX, pad)  # equal answers compare equal after masking
+    joint = own_logprobs.view(batch, n_docs) + doc_logprobs  # log p(z_k|x) + log p(y_k|x, z_k)
+    same = (proposals.unsqueeze(2) == proposals.unsqueeze(1)).all(-1)  # (B, K, K): proposal j equals i
+    marginal = torch.logsumexp(joint.unsqueeze(1).masked_fill(~same, float("-inf")), dim=-1)  # (B, K)
+    best = marginal.argmax(-1)
+    return proposals[torch.arange(batch), best]
 
 
 def _rag_token_greedy(

@@ -159,7 +159,7 @@ def build_model(model_args: ModelArguments) -> tuple[EtragModel, EtragTokenizers
         temperature=model_args.temperature,
         n_docs=max(1, model_args.n_docs),  # etrag's k = 0 lives in objective_kwargs
         objective=model_args.objective,
-        objective_kwargs=model_args.etrag_objective_kwargs(),
+        objective_kwargs=_objective_kwargs(model_args, tokenizers),
         train_doc_encoder=model_args.train_doc_encoder,
         max_context_length=model_args.max_context_length,
         rerank_top_l=model_args.rerank_top_l,
@@ -187,3 +187,13 @@ def set_trainable_parts(model: EtragModel, model_args: ModelArguments) -> None:
         model.document_encoder.requires_grad_(False)
     elif not model_args.train_doc_encoder:
         model.document_encoder.requires_grad_(False)
+
+
+def _objective_kwargs(model_args: ModelArguments, tokenizers: EtragTokenizers) -> dict[str, Any]:
+    """The recipe's objective options; ETRAG also gets the retriever's span-marker token ids."""
+    kwargs = model_args.etrag_objective_kwargs()
+    if model_args.objective == "etrag" and "span_token_ids" not in kwargs:
+        from .objectives.etrag import etrag_span_token_ids
+
+        kwargs["span_token_ids"] = etrag_span_token_ids(tokenizers.retriever)
+    return kwargs

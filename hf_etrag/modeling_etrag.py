@@ -245,7 +245,27 @@ class EtragModel(EtragHubMixin, EtragAdapterMixin, EtragPreTrainedModel):
     # ---- retrieval ----------------------------------------------------------------------------------
     def _encode(self, encoder: PreTrainedModel, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         hidden = encoder(input_ids=input_ids, attention_mask=mask).last_hidden_state
-        return normalize_if_cosine(pool(hidden, mask, self.config.pooling), self.config.similarity)
+        return self.pool_vectors(hidden, mask)
+
+    def pool_vectors(self, token_states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """`(B, T, H)` encoder token states to the `(B, H)` retrieval vectors (the config's pooling and
+        similarity)."""
+        return normalize_if_cosine(
+            pool(token_states, attention_mask, self.config.pooling), self.config.similarity
+        )
+
+    def encode_token_states(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, side: Literal["query", "document"]
+    ) -> torch.Tensor:
+        """`(B, T, H)` last-layer token states of the query or the document encoder (for objectives that read
+        more than the pooled vector, such as ETRAG's span vectors)."""
+        encoder = self.query_encoder if side == "query" else self.document_encoder
+        return encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+    def memory_tokens(self, rows: np.ndarray | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Right-padded retriever `(input_ids, attention_mask)` of index rows `rows` (on the CPU)."""
+        rows = rows.cpu().numpy() if isinstance(rows, torch.Tensor) else np.asarray(rows)
+        return self.index.retriever_tokens.batch(rows, self._retriever_pad)
 
     def encode_queries(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """`(B, H)` query vectors."""

@@ -289,6 +289,15 @@ class DataArguments:
     max_new_tokens: int = field(
         default=24, metadata={"help": "Generated tokens per test answer (QA, dialogue)."}
     )
+    decoding: Literal["sequence", "sequence_fast", "token"] | None = field(
+        default=None,
+        metadata={
+            "help": "Test decoding. null: the objective's own (RAG-Token: greedy `token`; others: `sequence`, "
+            "RAG-Sequence thorough decoding, K x K generator passes). `sequence_fast`: RAG-Sequence fast "
+            "decoding (each passage's proposal scored only under the passages that proposed it; about K times "
+            "cheaper). Not used by etrag, which decodes through its soft prompts."
+        },
+    )
     report_examples: int = field(default=5, metadata={"help": "Test examples shown in the report."})
 
     def __post_init__(self) -> None:

@@ -65,8 +65,7 @@ def test_loss_is_the_target_nll_after_prompts_and_query(tokenizer, instance_data
     model = _model(tokenizer, memory, kind).eval()
     with torch.no_grad():
         loss = model(**batch).loss
-        query_vectors = model.encode_queries(batch["input_ids"], batch["attention_mask"])
-        prompts, _, _ = model.objective.soft_prompts(model, batch, query_vectors)
+        prompts = model.objective.soft_prompts(model, batch)["prompts"]
         embed = model.generator.get_input_embeddings()
         per_example = []
         for row in range(4):
@@ -91,8 +90,8 @@ def test_generation_continues_the_training_sequence(tokenizer, instance_data, ki
     assert sequences.shape[0] == 4 and 1 <= sequences.shape[1] <= 3
     assert all(isinstance(t, str) for t in tokenizer.batch_decode(sequences, skip_special_tokens=True))
     with torch.no_grad():
-        query_vectors = model.encode_queries(batch["input_ids"], batch["attention_mask"])
-        logits, _, _ = model.objective.causal_target_logits(model, batch, query_vectors)
+        prompts = model.objective.soft_prompts(model, batch)["prompts"]
+        logits = model.objective.generator_logits(model, batch, prompts)
     torch.testing.assert_close(sequences[:, 0], logits[:, 0].argmax(-1))
 
 

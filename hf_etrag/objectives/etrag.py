@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -18,7 +19,9 @@ from .registry import register_objective
 if TYPE_CHECKING:
     from ..modeling_etrag import EtragModel
 
-__all__ = ["EtragLoss"]
+__all__ = ["EtragLoss", "etrag_span_token_ids", "pool_spans", "span_masks"]
+
+logger = logging.getLogger(__name__)
 
 _ETRAG_CITATION = """@inproceedings{makino2024etrag,
   title         = {End-to-End Trainable Retrieval-Augmented Generation for Relation Extraction},
@@ -29,33 +32,83 @@ _ETRAG_CITATION = """@inproceedings{makino2024etrag,
 }"""
 
 
+def etrag_span_token_ids(retriever_tokenizer: Any) -> list[int] | None:
+    """`[head marker, tail marker, separator]` ids of the retriever tokenizer: the relation queries wrap the
+    subject in `@ ... @` and the object in `# ... #`, and a memory row reads `query [SEP] label words`. `None`
+    (whole rows are read, with a warning) when the tokenizer lacks one of them."""
+    ids = [retriever_tokenizer.convert_tokens_to_ids(token) for token in ("@", "#")]
+    ids.append(retriever_tokenizer.sep_token_id)
+    unknown = retriever_tokenizer.unk_token_id
+    if any(i is None or (unknown is not None and i == unknown) for i in ids):
+        logger.warning(
+            "The retriever tokenizer lacks '@', '#' or a sep token (ids %s): ETRAG reads whole rows instead of "
+            "head/tail/label span vectors. Pass `span_token_ids` in objective_kwargs to name them.",
+            ids,
+        )
+        return None
+    return [int(i) for i in ids]
+
+
+def span_masks(input_ids: torch.Tensor, attention_mask: torch.Tensor, span_token_ids: list[int] | None):
+    """`(N, 3, T)` masks of the head span (inside `@ ... @`), the tail span (inside `# ... #`) and the label
+    span (between the first and second separator). A span that is absent falls back to the whole row."""
+    row = attention_mask.bool()
+    if span_token_ids is None:
+        return row.unsqueeze(1).expand(-1, 3, -1)
+    masks = []
+    for token in span_token_ids:
+        is_marker = input_ids == token
+        inside = (is_marker.long().cumsum(-1) == 1) & ~is_marker & row
+        masks.append(inside)
+    masks = torch.stack(masks, dim=1)
+    empty = ~masks.any(-1, keepdim=True)
+    return torch.where(empty, row.unsqueeze(1), masks)
+
+
+def pool_spans(hidden: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """Mean of `(N, T, H)` token states over each of the `(N, S, T)` masks: `(N, S, H)` raw span vectors."""
+    weights = masks.to(hidden.dtype)
+    return weights @ hidden / weights.sum(-1, keepdim=True).clamp(min=1.0)
+
+
 @register_objective("etrag")
 class EtragLoss(RetrievalObjective):
     r"""ETRAG: select the k nearest training instances differentiably and read them as soft prompts.
 
-    The model's index is the *instance memory*: one row per training example, encoded together with its
-    target verbalisation (see `hf_etrag.data.build_instance_memory`). For scores
-    $s_j = \mathrm{sim}(q, e_j)/T$ (the query's own instance excluded) the iterated softmax gives, for
-    $i = 1..k$, $D_i = \mathrm{softmax}(s/\tau)$, $s \leftarrow s + \log(1 - D_i)$, and
-    $r_i = \sum_j D_{ij} e_j$. The query vector and $r_1..r_k$ are projected into the generator's embedding
-    space and prepended to its input; the loss is the generator's negative log-likelihood of the target.
+    The model's index is the *instance memory*: one row per training example, `query [SEP] label words`
+    (see `hf_etrag.data.build_instance_memory`). Each query searches the stored index for its `candidates`
+    nearest rows (its own row excluded in training), and those rows are encoded afresh, `instances_with_grad`
+    of them with gradient (every query's best-ranked rows first), the rest without. For scores
+    $s_j = \mathrm{sim}(q, e_j)/T$ over the candidates the iterated softmax gives, for $i = 1..k$,
+    $D_i = \mathrm{softmax}(s/\tau)$, $s \leftarrow s + \log(1 - D_i)$.
 
-    Each step a subset of memory rows (each query's current top-k plus random rows, up to
-    `instances_with_grad`) is re-encoded with gradient; the rest use the stored embeddings, refreshed
-    without gradient by `IndexRefreshCallback`. Gradient reaches the query encoder, the re-encoded memory
-    rows, the projection and the generator. With `k=0` no instance is retrieved (the no-retrieval
-    baseline: only the query vector is prepended).
+    As in the reference implementation, an instance is read through three span vectors of the retriever's
+    token states (mean over the head entity, the tail entity and the label words), so that the retrieved label
+    stays visible; the query contributes its head, tail and whole-sentence vectors. The $3 + 3k$ vectors
+    (query, then $r_i = \sum_j D_{ij} m_j$ per span) are projected into the generator's embedding space and
+    rescaled to a learned norm that starts at the generator's mean token-embedding norm.
 
-    Encoder-decoder generators read `[prompts; query]` in the encoder and score the target in the decoder.
-    Decoder-only generators (`AutoModelForCausalLM`) read `[prompts; query; target]` as one sequence (the
-    prompts take the first positions, each row packed without inner padding) and the loss covers the
-    target positions only; generation continues from the left-padded `[prompts; query]` embeddings.
+    Encoder-decoder generators read `[query tokens; prompts]` in the encoder: the prompts follow the query's
+    last token, so the query keeps its absolute positions for every k (a BERT encoder's [CLS] stays at 0), and
+    the decoder scores the target. Decoder-only generators read `[prompts; query; target]` as one sequence and
+    the loss covers the target positions only. The soft selection runs over the same candidate set in
+    training and test. With `k=0` no instance is retrieved (the no-retrieval baseline: only the query's
+    vectors are read).
+
+    Logged each step: `prompt_shuffle_gain`, the NLL with the retrieved prompts of another query of the batch
+    minus the NLL with the query's own (positive: the generator reads what was retrieved), and
+    `selection_max_weight`, the mean largest weight of each soft slot (1: hard top-k).
 
     Args:
         k: instances selected per query.
-        tau: temperature of the iterated softmax (-> 0: hard top-k).
-        instances_with_grad: memory rows re-encoded with gradient per step.
-        retriever_warmup_steps: training steps during which no gradient reaches the retriever.
+        tau: temperature of the iterated softmax on the retrieval scores (themselves sim / `temperature`).
+        instances_with_grad: candidate rows encoded with gradient per step (the rest without).
+        retriever_warmup_steps: first training steps in which only the retriever and the prompt projection
+            train (the generator gets no gradient), as in the reference; 0 for a generator that must first
+            learn to read (a warm-started bert2bert).
+        candidates: rows per query that the soft top-k chooses from (default `2k`).
+        span_token_ids: `[head marker, tail marker, separator]` retriever token ids
+            (see [`etrag_span_token_ids`]); `None` reads whole rows.
     """
 
     citation: ClassVar[str] = _ETRAG_CITATION
@@ -63,7 +116,13 @@ class EtragLoss(RetrievalObjective):
     needs_model: ClassVar[bool] = True
 
     def __init__(
-        self, k: int = 5, tau: float = 0.1, instances_with_grad: int = 64, retriever_warmup_steps: int = 0
+        self,
+        k: int = 5,
+        tau: float = 1.0,
+        instances_with_grad: int = 16,
+        retriever_warmup_steps: int = 0,
+        candidates: int | None = None,
+        span_token_ids: list[int] | None = None,
     ) -> None:
         super().__init__()
         if k < 0:
@@ -75,11 +134,20 @@ class EtragLoss(RetrievalObjective):
                 "`instances_with_grad` and `retriever_warmup_steps` must be >= 0; "
                 f"got {instances_with_grad} and {retriever_warmup_steps}."
             )
+        if candidates is not None and candidates < k:
+            raise ValueError(f"`candidates` must be >= k ({k}); got {candidates}.")
+        if span_token_ids is not None and len(span_token_ids) != 3:
+            raise ValueError(
+                f"`span_token_ids` must be [head marker, tail marker, separator]; got {span_token_ids}."
+            )
         self.k, self.tau = k, tau
         self.instances_with_grad = instances_with_grad
         self.retriever_warmup_steps = retriever_warmup_steps
+        self.candidates = candidates if candidates is not None else 2 * k
+        self.span_token_ids = list(span_token_ids) if span_token_ids is not None else None
         self.register_buffer("training_steps_seen", torch.zeros((), dtype=torch.long))
         self.prompt_projection: nn.Linear | None = None
+        self.prompt_norm: nn.Parameter | None = None
 
     def get_config_dict(self) -> dict[str, Any]:
         return {
@@ -87,124 +155,208 @@ class EtragLoss(RetrievalObjective):
             "tau": self.tau,
             "instances_with_grad": self.instances_with_grad,
             "retriever_warmup_steps": self.retriever_warmup_steps,
+            "candidates": self.candidates,
+            "span_token_ids": self.span_token_ids,
         }
 
     def setup(self, model: EtragModel) -> None:
-        """Create the projection from retriever vectors to generator input embeddings (the soft prompts)."""
+        """Create the projection from retriever span vectors to generator input embeddings (the soft prompts)
+        and the prompts' norm, initialised to the generator's mean token-embedding norm."""
         retriever_dim = model.query_encoder.config.hidden_size
-        generator_dim = model.generator.get_input_embeddings().embedding_dim
-        self.prompt_projection = nn.Linear(retriever_dim, generator_dim)
+        embeddings = model.generator.get_input_embeddings().weight
+        self.prompt_projection = nn.Linear(retriever_dim, embeddings.shape[1])
         self.prompt_projection._etrag_owned = True
+        with torch.no_grad():
+            mean_norm = embeddings.float().norm(dim=-1).mean()
+        self.prompt_norm = nn.Parameter(mean_norm.reshape(()).clone())
 
     # ---- retrieval over the instance memory --------------------------------------------------------
-    def _memory_with_grad(
-        self, model: EtragModel, memory: torch.Tensor, scores_stored: torch.Tensor
-    ) -> torch.Tensor:
-        """`memory` with the selected rows replaced by fresh encodings that carry gradient."""
-        device = memory.device
-        if self.instances_with_grad == 0 or not model.document_encoder.training:
-            return memory
-        top = scores_stored.topk(min(self.k, memory.shape[0]), dim=-1).indices.flatten()
-        rows = torch.unique(top)[: self.instances_with_grad]
-        extra = self.instances_with_grad - len(rows)
-        if extra > 0:
-            rest = torch.from_numpy(np.setdiff1d(np.arange(memory.shape[0]), rows.cpu().numpy()))
-            rows = torch.cat([rows.cpu(), rest[torch.randperm(len(rest))[:extra]]]).to(device)
-        ids, mask = model.index.retriever_tokens.batch(rows.cpu().numpy(), model._retriever_pad)
-        fresh = model.encode_passages(ids.to(device), mask.to(device))
-        return memory.index_put((rows.to(device),), fresh.to(memory.dtype))
+    def _in_warmup(self) -> bool:
+        return self.training and int(self.training_steps_seen) < self.retriever_warmup_steps
+
+    def candidate_rows(self, model: EtragModel, query_vectors: torch.Tensor, own_rows: torch.Tensor | None):
+        """`(B, M)` memory rows each query chooses from: its nearest stored rows, its own row left out."""
+        memory_size = len(model.index)
+        wanted = min(self.candidates, memory_size - (1 if own_rows is not None else 0))
+        if wanted < max(self.k, 1):
+            raise ValueError(
+                f"ETRAG selects k = {self.k} of {wanted} candidate instances: the memory has {memory_size} rows. "
+                "Use more training examples or a smaller `n_docs`."
+            )
+        search = min(memory_size, wanted + (1 if own_rows is not None else 0))
+        _, found = model.index.search(query_vectors.detach().float().cpu().numpy(), search)
+        found = torch.from_numpy(found.astype(np.int64))
+        if bool((found < 0).any()):
+            raise RuntimeError(
+                "The instance memory search returned no row for some query (id -1): rebuild the index."
+            )
+        if own_rows is not None:
+            own = own_rows.cpu().unsqueeze(1)
+            keep = found != own
+            # Drop the query's own row where found; otherwise drop the last (lowest-ranked) candidate.
+            keep[:, -1] &= ~keep.all(-1) | (found[:, -1] == own[:, 0])
+            keep[keep.all(-1), -1] = False
+            found = found[keep].view(found.shape[0], -1)
+        return found[:, :wanted].to(query_vectors.device)
+
+    @staticmethod
+    def rows_by_rank(rows: torch.Tensor) -> np.ndarray:
+        """The distinct rows of `(B, M)` candidates, rank by rank: every query's first candidate, then every
+        query's second, ...; the first `instances_with_grad` of them are encoded with gradient."""
+        by_rank = rows.T.reshape(-1).cpu().numpy()
+        unique, first = np.unique(by_rank, return_index=True)
+        return unique[np.argsort(first)]
+
+    def encode_candidates(self, model: EtragModel, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encode the candidate rows afresh: `(B, M, H)` retrieval vectors and `(B, M, 3, H)` span vectors
+        (head, tail, label). Up to `instances_with_grad` distinct rows carry gradient, taken rank by rank
+        (every query's first candidate, then every second, ...)."""
+        order = self.rows_by_rank(rows)
+        grad_budget = self.instances_with_grad if (self.training and torch.is_grad_enabled()) else 0
+        with_grad, without_grad = order[:grad_budget], order[grad_budget:]
+        device = rows.device
+        vectors, spans, encoded_rows = [], [], []
+        for chunk, grad in ((with_grad, True), (without_grad, False)):
+            if len(chunk) == 0:
+                continue
+            ids, mask = model.memory_tokens(chunk)
+            ids, mask = ids.to(device), mask.to(device)
+            with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
+                hidden = model.encode_token_states(ids, mask, side="document")
+                vectors.append(model.pool_vectors(hidden, mask))
+                spans.append(pool_spans(hidden, span_masks(ids, mask, self.span_token_ids)))
+            encoded_rows.append(torch.from_numpy(chunk))
+        position = torch.empty(int(rows.max()) + 1, dtype=torch.long)
+        position[torch.cat(encoded_rows)] = torch.arange(sum(len(r) for r in encoded_rows))
+        lookup = position.to(device)[rows]
+        return torch.cat(vectors)[lookup], torch.cat(spans)[lookup]
+
+    def query_spans(
+        self, model: EtragModel, batch: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`(B, H)` query vectors and `(B, 3, H)` query span vectors (head, tail, whole sentence)."""
+        ids, mask = batch["input_ids"], batch["attention_mask"]
+        hidden = model.encode_token_states(ids, mask, side="query")
+        spans = pool_spans(hidden, span_masks(ids, mask, self.span_token_ids))
+        whole = pool_spans(hidden, mask.bool().unsqueeze(1))
+        return model.pool_vectors(hidden, mask), torch.cat([spans[:, :2], whole], dim=1)
 
     def select(
-        self, model: EtragModel, query_vectors: torch.Tensor, memory_index: torch.Tensor | None
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Soft-select k instances: returns `(r (B, k, H), D (B, k, N), scores (B, N))`."""
-        device = query_vectors.device
-        retriever_frozen = self.training and int(self.training_steps_seen) < self.retriever_warmup_steps
-        if retriever_frozen:
-            query_vectors = query_vectors.detach()
-        with torch.no_grad():
-            stored = torch.from_numpy(model.index.embeddings).to(device)
-            scores_stored = query_vectors.detach() @ stored.T
-        # One transfer of the stored memory per step, shared by the search scores and the soft selection.
-        memory = stored if retriever_frozen else self._memory_with_grad(model, stored, scores_stored)
-        scores = query_vectors @ memory.T.to(query_vectors.dtype) / model.config.temperature
-        exclude = None
-        if memory_index is not None and bool((memory_index >= 0).any()):
-            exclude = torch.zeros_like(scores, dtype=torch.bool)
-            rows = (memory_index >= 0).nonzero(as_tuple=True)[0]
-            exclude[rows, memory_index[rows]] = True
-        selection = soft_topk(scores, self.k, self.tau, exclude_mask=exclude)
-        return soft_select(selection, memory.to(scores.dtype)), selection, scores
+        self, model: EtragModel, query_vectors: torch.Tensor, own_rows: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Soft-select k instances: `(r (B, 3k, H), D (B, k, M), scores (B, M), candidate rows (B, M))`."""
+        rows = self.candidate_rows(model, query_vectors, own_rows)
+        vectors, spans = self.encode_candidates(model, rows)
+        scores = (query_vectors.unsqueeze(1) * vectors.to(query_vectors.dtype)).sum(
+            -1
+        ) / model.config.temperature
+        selection = soft_topk(scores, self.k, self.tau)
+        batch, n_candidates = rows.shape
+        retrieved = soft_select(selection, spans.reshape(batch, n_candidates, -1).to(scores.dtype))
+        return retrieved.reshape(batch, 3 * self.k, -1), selection, scores, rows
 
     def soft_prompts(
-        self, model: EtragModel, batch: dict[str, torch.Tensor], query_vectors: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-        """`(B, 1 + k, D)` soft prompts (projected query vector, then the k soft-selected instances), with
-        the selection `D` and the scores (`None` when `k == 0`)."""
-        prompts_from = query_vectors.unsqueeze(1)
-        selection = scores = None
+        self, model: EtragModel, batch: dict[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor | None]:
+        """`prompts (B, 3 + 3k, D)`: the projected query spans, then the k soft-selected instances' spans; with
+        the selection `D`, the scores and the candidate rows (`None` when `k == 0`)."""
+        query_vectors, prompts_from = self.query_spans(model, batch)
+        out: dict[str, torch.Tensor | None] = {"selection": None, "scores": None, "rows": None}
         if self.k > 0:
-            retrieved, selection, scores = self.select(model, query_vectors, batch.get("memory_index"))
-            prompts_from = torch.cat([prompts_from, retrieved], dim=1)
-        return self.prompt_projection(prompts_from), selection, scores
+            own_rows = batch.get("memory_index")
+            if own_rows is not None and not bool((own_rows >= 0).all()):
+                own_rows = None
+            retrieved, out["selection"], out["scores"], out["rows"] = self.select(
+                model, query_vectors, own_rows
+            )
+            prompts_from = torch.cat([prompts_from, retrieved.to(prompts_from.dtype)], dim=1)
+        projected = self.prompt_projection(prompts_from)
+        out["prompts"] = nn.functional.normalize(projected, dim=-1) * self.prompt_norm
+        return out
 
-    def soft_prompted_inputs(
-        self, model: EtragModel, batch: dict[str, torch.Tensor], query_vectors: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-        """Generator `inputs_embeds` and attention mask with the soft prompts in front of the query (rows
-        stay right-padded, so `[prompts; query]` is contiguous)."""
-        prompts, selection, scores = self.soft_prompts(model, batch, query_vectors)
-        ids, mask = _generator_query(batch)
+    def prompted_inputs(
+        self, model: EtragModel, ids: torch.Tensor, mask: torch.Tensor, prompts: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encoder `inputs_embeds` and attention mask: each right-padded query row followed by its prompts."""
         embeds = model.generator.get_input_embeddings()(ids)
-        inputs_embeds = torch.cat([prompts.to(embeds.dtype), embeds], dim=1)
-        attention = torch.cat([mask.new_ones(prompts.shape[:2]), mask], dim=1)
-        return inputs_embeds, attention, selection, scores
+        batch, n_prompts, dim = prompts.shape
+        lengths = mask.sum(-1)
+        width = ids.shape[1] + n_prompts
+        inputs_embeds = torch.cat([embeds, embeds.new_zeros(batch, n_prompts, dim)], dim=1)
+        slots = (lengths.unsqueeze(1) + torch.arange(n_prompts, device=ids.device)).unsqueeze(-1)
+        inputs_embeds = inputs_embeds.scatter(1, slots.expand(-1, -1, dim), prompts.to(embeds.dtype))
+        attention = torch.arange(width, device=ids.device).unsqueeze(0) < (lengths + n_prompts).unsqueeze(1)
+        return inputs_embeds, attention.to(mask.dtype)
 
-    def causal_target_logits(
-        self, model: EtragModel, batch: dict[str, torch.Tensor], query_vectors: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-        """Decoder-only teacher forcing: `(B, T, V)` logits predicting each target token after
-        `[prompts; query]`, with the selection and scores of [`soft_prompts`]."""
-        prompts, selection, scores = self.soft_prompts(model, batch, query_vectors)
+    def generator_logits(
+        self, model: EtragModel, batch: dict[str, torch.Tensor], prompts: torch.Tensor
+    ) -> torch.Tensor:
+        """`(B, T, V)` teacher-forced logits of `batch["labels"]` given the query and `prompts`."""
+        labels = batch["labels"]
         ids, mask = _generator_query(batch)
-        input_ids, attention, read_positions = append_targets(
-            ids, mask, batch["labels"], model.generator_pad_id
-        )
+        if model.config.is_seq2seq_generator:
+            inputs_embeds, attention = self.prompted_inputs(model, ids, mask, prompts)
+            decoder_input_ids = model.generator.prepare_decoder_input_ids_from_labels(labels=labels)
+            return model.generator(
+                inputs_embeds=inputs_embeds, attention_mask=attention, decoder_input_ids=decoder_input_ids
+            ).logits
+        input_ids, attention, read_positions = append_targets(ids, mask, labels, model.generator_pad_id)
         embeds = model.generator.get_input_embeddings()(input_ids)
-        n_prompts = prompts.shape[1]
         logits = model.generator(
             inputs_embeds=torch.cat([prompts.to(embeds.dtype), embeds], dim=1),
             attention_mask=torch.cat([attention.new_ones(prompts.shape[:2]), attention], dim=1),
         ).logits
         # The prompts occupy the first positions, so every read position moves right by their number.
-        read = (read_positions + n_prompts).unsqueeze(-1).expand(-1, -1, logits.size(-1))
-        return logits.gather(1, read), selection, scores
+        read = (read_positions + prompts.shape[1]).unsqueeze(-1).expand(-1, -1, logits.size(-1))
+        return logits.gather(1, read)
+
+    def _nll(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        token_nll = nn.functional.cross_entropy(
+            logits.float().transpose(1, 2), labels, ignore_index=IGNORE_INDEX, reduction="none"
+        )
+        return token_nll.sum(-1).mean()
 
     def model_loss(self, model: EtragModel, query_vectors: torch.Tensor, batch: dict[str, torch.Tensor]):
         labels = batch["labels"]
-        if model.config.is_seq2seq_generator:
-            inputs_embeds, attention, selection, scores = self.soft_prompted_inputs(
-                model, batch, query_vectors
-            )
-            decoder_input_ids = model.generator.prepare_decoder_input_ids_from_labels(labels=labels)
-            logits = model.generator(
-                inputs_embeds=inputs_embeds, attention_mask=attention, decoder_input_ids=decoder_input_ids
-            ).logits.float()
-        else:
-            logits, selection, scores = self.causal_target_logits(model, batch, query_vectors)
-            logits = logits.float()
-        token_nll = nn.functional.cross_entropy(
-            logits.transpose(1, 2), labels, ignore_index=IGNORE_INDEX, reduction="none"
-        )
-        nll = token_nll.sum(-1).mean()
+        warmup = self._in_warmup()
+        generator_parameters = [p for p in model.generator.parameters() if p.requires_grad] if warmup else []
+        if warmup:
+            # The reference's warm-up trains the retriever and the projection alone: the generator still passes
+            # gradient to its inputs but takes none itself.
+            for parameter in generator_parameters:
+                parameter.requires_grad_(False)
+        try:
+            parts = self.soft_prompts(model, batch)
+            nll = self._nll(self.generator_logits(model, batch, parts["prompts"]), labels)
+        finally:
+            if warmup:
+                for parameter in generator_parameters:
+                    parameter.requires_grad_(True)
+        terms = {"loss": nll, "generator_nll": nll.detach()}
         if self.training:
             self.training_steps_seen += 1
-        terms = {"loss": nll, "generator_nll": nll.detach()}
+        selection = parts["selection"]
         if selection is None:
             empty = torch.zeros((labels.shape[0], 0), device=labels.device)
             return terms, empty, empty.long()
-        picked = selection.argmax(-1)  # (B, k): the instance each soft slot mostly reads
-        return terms, scores.gather(1, picked), picked
+        terms.update(self.diagnostics(model, batch, parts, nll.detach()))
+        picked = selection.argmax(-1)  # (B, k): the candidate each soft slot mostly reads
+        return terms, parts["scores"].gather(1, picked), parts["rows"].gather(1, picked)
+
+    @torch.no_grad()
+    def diagnostics(
+        self, model: EtragModel, batch: dict[str, torch.Tensor], parts: dict, nll: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """Does the generator read the retrieved prompts? NLL with another query's retrieved prompts (the
+        batch rolled by one) minus the NLL with its own; and how hard the soft selection is."""
+        terms = {"selection_max_weight": parts["selection"].max(-1).values.mean()}
+        prompts = parts["prompts"]
+        if prompts.shape[0] > 1:
+            swapped = torch.cat([prompts[:, :3], prompts[:, 3:].roll(1, dims=0)], dim=1)
+            terms["prompt_shuffle_gain"] = (
+                self._nll(self.generator_logits(model, batch, swapped), batch["labels"]) - nll
+            )
+        return terms
 
     @torch.no_grad()
     def generate(
@@ -217,13 +369,17 @@ class EtragLoss(RetrievalObjective):
     ) -> torch.Tensor:
         """Decode from the soft-prompted input; `prefix_allowed_tokens_fn` (e.g. a `LabelConstraint`'s) sees
         the decoder's sequence, whose first token is the decoder start token."""
-        query_vectors = model.encode_queries(batch["input_ids"], batch["attention_mask"])
-        inputs_embeds, attention, _, _ = self.soft_prompted_inputs(model, batch, query_vectors)
+        prompts = self.soft_prompts(model, batch)["prompts"]
+        ids, mask = _generator_query(batch)
         generation_config = model.generator.generation_config
         if not model.config.is_seq2seq_generator:
+            embeds = model.generator.get_input_embeddings()(ids)
+            inputs_embeds = torch.cat([prompts.to(embeds.dtype), embeds], dim=1)
+            attention = torch.cat([mask.new_ones(prompts.shape[:2]), mask], dim=1)
             return _causal_generate(
                 model, inputs_embeds, attention, max_new_tokens, num_beams, prefix_allowed_tokens_fn
             )
+        inputs_embeds, attention = self.prompted_inputs(model, ids, mask, prompts)
         out = model.generator.generate(
             inputs_embeds=inputs_embeds,
             attention_mask=attention,
