@@ -2,7 +2,9 @@
 
 Layout of such a checkpoint (a local folder or a Hub repo):
 
-    config.json                       EtragConfig, with `adapter_bases` = {part: base model name or path}
+    config.json                       EtragConfig, with `adapter_bases` = {part: base model name or path}; a base
+                                      loaded from a GGUF file is recorded as {"name_or_path": folder or Hub id,
+                                      "gguf_file": file name}
     model.safetensors                 every other weight: the parts without adapters (e.g. a fully trained query
                                       encoder), the objective's own layers (ETRAG's projection, the posterior
                                       encoder of jsa/vrag) and any base weight of an adapted part left trainable
@@ -10,7 +12,8 @@ Layout of such a checkpoint (a local folder or a Hub repo):
     query_encoder_adapter/, doc_encoder_adapter/   likewise, when the encoders carry adapters
 
 The frozen base weights of an adapted part are not written: `from_pretrained` loads them from
-`adapter_bases[part]` with the part's saved sub-config, then puts the adapters back with `PeftModel.from_pretrained`.
+`adapter_bases[part]` with the part's saved sub-config (and `gguf_file=` for a GGUF base, whose folder has no
+safetensors weights), then puts the adapters back with `PeftModel.from_pretrained`.
 A base that was not loaded from a checkpoint (a warm-started `EncoderDecoderModel`, a model built from a config) has
 no name to reload it by: `adapter_bases[part]` is then `""` and its frozen weights go into `model.safetensors`.
 `merge_adapters()` folds the adapters into the bases (peft's `merge_and_unload`), after which the model saves and
@@ -41,7 +44,16 @@ from transformers import (
 from .configuration_etrag import EtragConfig
 from .peft_utils import ADAPTER_PARTS, adapter_parts
 
-__all__ = ["EtragAdapterMixin", "adapter_folder", "is_adapter_checkpoint", "CHECKPOINT_PATTERNS"]
+__all__ = [
+    "EtragAdapterMixin",
+    "adapter_base_entry",
+    "adapter_base_source",
+    "adapter_folder",
+    "describe_adapter_base",
+    "gguf_file_of",
+    "is_adapter_checkpoint",
+    "CHECKPOINT_PATTERNS",
+]
 
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 # What a model checkpoint consists of (also what a Hub snapshot of one needs): config, weights, adapter folders.
@@ -59,6 +71,48 @@ def adapter_folder(part: str) -> str:
     return f"{part}_adapter"
 
 
+def gguf_file_of(config: Any) -> str | None:
+    """The GGUF file a model was loaded from, as transformers records it on the model's config
+    (`quantization_config = GgufConfig(gguf_file=...)`, kept as a dict once the config was saved); else `None`."""
+    quantization = getattr(config, "quantization_config", None)
+    if quantization is None:
+        return None
+    if not isinstance(quantization, dict):
+        quantization = quantization.to_dict() if hasattr(quantization, "to_dict") else vars(quantization)
+    method = quantization.get("quant_method")
+    if str(getattr(method, "value", method)).lower() != "gguf":
+        return None
+    return quantization.get("gguf_file") or None
+
+
+def adapter_base_entry(base: PreTrainedModel) -> str | dict[str, str]:
+    """What `config.adapter_bases` records for an adapted part's base: its name or path, or
+    `{"name_or_path": ..., "gguf_file": ...}` for a base loaded with `from_pretrained(path, gguf_file=...)` (its
+    folder holds no `model.safetensors`: the file name is needed to reload it). `""` when it has no name."""
+    path = str(base.name_or_path or "")
+    gguf_file = gguf_file_of(base.config)
+    return {"name_or_path": path, "gguf_file": gguf_file} if path and gguf_file else path
+
+
+def adapter_base_source(entry: str | dict[str, str] | None) -> tuple[str, str | None]:
+    """`(name or path, gguf file or None)` of an `adapter_bases` entry (a string, or a dict for a GGUF base)."""
+    if isinstance(entry, dict):
+        path = entry.get("name_or_path")
+        if not isinstance(path, str):
+            raise ValueError(
+                f"An `adapter_bases` entry must be a name or path, or {{'name_or_path': ..., 'gguf_file': ...}}; "
+                f"got {entry!r}."
+            )
+        return path, entry.get("gguf_file") or None
+    return str(entry or ""), None
+
+
+def describe_adapter_base(entry: str | dict[str, str] | None) -> str:
+    """An `adapter_bases` entry as text (model cards): the path, with the GGUF file when there is one."""
+    path, gguf_file = adapter_base_source(entry)
+    return f"{path} (gguf_file: {gguf_file})" if path and gguf_file else path
+
+
 def is_adapter_checkpoint(folder: str | os.PathLike) -> bool:
     """Whether a local checkpoint folder holds adapters (its config names `adapter_bases`)."""
     config_file = Path(folder) / "config.json"
@@ -74,7 +128,7 @@ class EtragAdapterMixin:
     def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> None:
         parts = adapter_parts(self)
         self.config.adapter_bases = {
-            name: str(part.get_base_model().name_or_path or "") for name, part in parts.items()
+            name: adapter_base_entry(part.get_base_model()) for name, part in parts.items()
         }
         if not parts:
             super().save_pretrained(save_directory, **kwargs)
@@ -95,7 +149,9 @@ class EtragAdapterMixin:
         if kwargs.get("is_main_process", True):
             for name, part in parts.items():
                 _save_adapter(
-                    part, Path(save_directory) / adapter_folder(name), self.config.adapter_bases[name]
+                    part,
+                    Path(save_directory) / adapter_folder(name),
+                    adapter_base_source(self.config.adapter_bases[name])[0],
                 )
 
     @classmethod
@@ -215,9 +271,15 @@ def _load_adapter_model(cls: type, name_or_path: str | os.PathLike, config: Etra
     return model
 
 
-def _load_base(config: EtragConfig, name: str, base: str, kwargs: dict) -> PreTrainedModel:
+def _load_base(config: EtragConfig, name: str, entry: str | dict[str, str], kwargs: dict) -> PreTrainedModel:
     # The saved sub-config wins over the base's own (ids set after loading, e.g. pad or decoder start ids).
     sub_config = getattr(config, name)
+    base, gguf_file = adapter_base_source(entry)
+    # Checkpoints saved before `adapter_bases` named GGUF files still have it in the sub-config's
+    # `quantization_config`, which transformers writes when it loads a GGUF file.
+    gguf_file = gguf_file or gguf_file_of(sub_config)
+    if gguf_file:
+        kwargs = {**kwargs, "gguf_file": gguf_file}
     if name == "generator":
         model_class = AutoModelForSeq2SeqLM if config.is_seq2seq_generator else AutoModelForCausalLM
         model = model_class.from_pretrained(base, config=sub_config, **kwargs)

@@ -57,8 +57,9 @@ class EtragConfig(PretrainedConfig):
         auxiliary_losses (`dict[str, float]`): retriever co-training losses added to the objective with these
             weights, e.g. `{"pdist": 0.5, "contrastive": 1.0}` (names: `emdr2`, `pdist`, `lsr`, `contrastive`).
         auxiliary_loss_kwargs (`dict[str, dict]`): options per auxiliary loss, e.g. `{"pdist": {"temperature": 0.1}}`.
-        adapter_bases (`dict[str, str]`): set by `save_pretrained` when parts carry PEFT adapters: part name
-            (`generator`, `query_encoder`, `doc_encoder`) -> the base model's name or path. Such a checkpoint holds
+        adapter_bases (`dict[str, str | dict]`): set by `save_pretrained` when parts carry PEFT adapters: part name
+            (`generator`, `query_encoder`, `doc_encoder`) -> the base model's name or path, or
+            `{"name_or_path": ..., "gguf_file": ...}` for a base loaded from a GGUF file. Such a checkpoint holds
             only the adapters of those parts (`<part>_adapter/`); `from_pretrained` reloads the bases from here.
     """
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import jinja2
 from huggingface_hub import ModelCardData
 
+from .adapter_checkpoint import adapter_base_source, describe_adapter_base
 from .peft_utils import adapter_parts
 
 if TYPE_CHECKING:
@@ -103,13 +104,16 @@ def card_data_from_model(
     )
     rows, peft = [], {}
     for name in parts:
-        base = config.adapter_bases.get(name) or _recorded_base(getattr(config, name))
+        base = describe_adapter_base(config.adapter_bases.get(name)) or _recorded_base(getattr(config, name))
         if name in adapted:
             base = base or adapted[name].get_base_model().name_or_path
             peft_config = adapted[name].peft_config[adapted[name].active_adapter]
             peft[name] = _peft_summary(peft_config)
             weights = f"{peft_config.peft_type.value} adapters (`{name}_adapter/`)"
-            named = adapted[name].get_base_model().name_or_path or config.adapter_bases.get(name)
+            named = (
+                adapted[name].get_base_model().name_or_path
+                or adapter_base_source(config.adapter_bases.get(name))[0]
+            )
             weights += " only" if named else " + its frozen base (`model.safetensors`)"
         else:
             weights = "full (`model.safetensors`)"

@@ -17,8 +17,9 @@ import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+import torch
 from peft import LoraConfig, PeftConfig, PeftModel, get_peft_config, get_peft_model
 from peft.utils import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as DEFAULT_LORA_TARGETS
 from transformers import PreTrainedModel
@@ -28,7 +29,14 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["PeftArguments", "apply_peft", "adapter_parts", "ENCODER_PARTS", "ADAPTER_PARTS"]
+__all__ = [
+    "PeftArguments",
+    "apply_peft",
+    "adapter_parts",
+    "check_peft_arguments",
+    "ENCODER_PARTS",
+    "ADAPTER_PARTS",
+]
 
 ENCODER_PARTS = ("query_encoder", "doc_encoder")
 ADAPTER_PARTS = ("generator", *ENCODER_PARTS)
@@ -135,8 +143,10 @@ class PeftArguments:
         return self._lora(self.retriever_lora_target_modules, None, task_type="FEATURE_EXTRACTION")
 
     def _lora(self, targets: list[str] | None, to_save: list[str] | None, task_type: str) -> LoraConfig:
-        if targets is not None and len(targets) == 1:
-            targets = targets[0]  # peft reads the string "all-linear" (or a regex) only as a plain string
+        if targets is not None and len(targets) == 1 and _is_pattern(targets[0]):
+            # peft reads "all-linear" (or a regex) only as a plain string; a plain string is matched against the
+            # whole module path, so a single module name (`q_proj`) stays a list, which peft matches by suffix.
+            targets = targets[0]
         return LoraConfig(
             r=self.lora_r,
             lora_alpha=self.lora_alpha,
@@ -148,6 +158,11 @@ class PeftArguments:
             bias="none",
             task_type=task_type,
         )
+
+
+def _is_pattern(target: str) -> bool:
+    """`all-linear`, or a regular expression over module paths (as opposed to one module name such as `q_proj`)."""
+    return target == "all-linear" or any(char in target for char in "*+?[]()|^$\\")
 
 
 def _as_peft_config(value: PeftConfig | dict | str | None, name: str) -> PeftConfig | None:
@@ -170,6 +185,37 @@ def _as_peft_config(value: PeftConfig | dict | str | None, name: str) -> PeftCon
             '{"peft_type": "LORA", "r": 8, "target_modules": ["q_proj", "v_proj"]}.'
         )
     return get_peft_config(dict(value))
+
+
+# A frozen part that gets a trainable adapter trains anyway: the recipe's two fields contradict each other.
+_FROZEN_GENERATOR_WITH_PEFT = (
+    "`freeze_generator: true` and `use_peft: true` contradict each other: `use_peft` puts a trainable adapter "
+    "(LoRA) on the generator, so the generator would train although `freeze_generator` says it stays as loaded. "
+    "To train the reader through the adapter, set `freeze_generator: false` (PEFT keeps the base weights frozen "
+    "itself); to keep the reader frozen, set `use_peft: false`."
+)
+_FROZEN_RETRIEVER_WITH_PEFT = (
+    "`freeze_retriever: true` and `peft_on_retriever: {parts}` contradict each other: the adapters on the "
+    "encoders would train although `freeze_retriever` says they stay as loaded. Set `peft_on_retriever: none` to "
+    "keep the retriever frozen, or `freeze_retriever: false` to train it through the adapters."
+)
+
+
+def check_peft_arguments(model_args: Any, peft_args: PeftArguments) -> None:
+    """Raise a `ValueError` where a recipe's model arguments (`freeze_generator`, `freeze_retriever`) and its PEFT
+    arguments contradict each other: a frozen part that would get a trainable adapter. Call it where both are
+    known, before any model is loaded."""
+    if not peft_args.use_peft:
+        return
+    if getattr(model_args, "freeze_generator", False):
+        raise ValueError(_FROZEN_GENERATOR_WITH_PEFT)
+    if getattr(model_args, "freeze_retriever", False) and peft_args.retriever_parts:
+        raise ValueError(_FROZEN_RETRIEVER_WITH_PEFT.format(parts=peft_args.peft_on_retriever))
+
+
+def _fully_frozen(part: torch.nn.Module) -> bool:
+    parameters = list(part.parameters())
+    return bool(parameters) and not any(p.requires_grad for p in parameters)
 
 
 def adapter_parts(model: EtragModel) -> dict[str, PeftModel]:
@@ -220,6 +266,16 @@ def apply_peft(
                     "passages (`EtragConfig.doc_encoder=None`): name 'query_encoder', which encodes both."
                 )
             plan[name] = retriever_config
+    if isinstance(config, PeftArguments):
+        # A recipe froze the part (`freeze_generator` / `freeze_retriever`, applied by `set_trainable_parts`)
+        # that its PEFT arguments would now give a trainable adapter.
+        if "generator" in plan and _fully_frozen(model.generator):
+            raise ValueError(
+                _FROZEN_GENERATOR_WITH_PEFT + " (From Python: leave the generator's weights trainable before "
+                "`apply_peft`; it freezes the base and trains only the adapter.)"
+            )
+        if "query_encoder" in plan and _fully_frozen(model.query_encoder):
+            raise ValueError(_FROZEN_RETRIEVER_WITH_PEFT.format(parts=config.peft_on_retriever))
     for name, peft_config in plan.items():  # every check before the first part changes
         _check(getattr(model, name), peft_config, name)
     for name, peft_config in plan.items():
