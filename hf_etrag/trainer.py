@@ -60,7 +60,10 @@ class EtragTrainer(Trainer):
 
     Logs each loss term of the objective and retrieval statistics (`retriever_entropy`,
     `retriever_top1_prob`, and `gold_in_top_k` when the data names gold passages), averaged per logging
-    interval, with an `eval_` prefix during evaluation.
+    interval, with an `eval_` prefix during evaluation; and each optimiser parameter group's learning rate in
+    the last step: `learning_rate` is the main group's (the generator's and the objective's own layers, at
+    `args.learning_rate`), `learning_rate_retriever` the encoders' (at `retriever_learning_rate`), and
+    `learning_rate_<name>` any other group that carries a `"name"` (a user's own optimiser).
     """
 
     def __init__(
@@ -85,6 +88,8 @@ class EtragTrainer(Trainer):
         # Non-finite loss bookkeeping: micro-batches of the current optimiser step (all, skipped), bad steps in a
         # row, and bad steps in total (logged as `nonfinite_steps`).
         self._step_micro_batches = self._step_skipped = self._nonfinite_streak = self._nonfinite_total = 0
+        # Each parameter group's learning rate in the last optimiser step (read before the scheduler moves on).
+        self._step_group_rates: list[float] | None = None
 
     def _add_refresh_callback(self) -> None:
         refresh_steps = getattr(self.args, "refresh_steps", 0)
@@ -229,6 +234,10 @@ class EtragTrainer(Trainer):
         loss = super().training_step(model, inputs, num_items_in_batch)
         if self.accelerator.sync_gradients:
             self._end_optimizer_step(model)
+            # The rates the coming `optimizer.step()` applies: logged with it, as transformers logs
+            # `learning_rate` (read before `lr_scheduler.step()`).
+            if self.optimizer is not None:
+                self._step_group_rates = [float(group["lr"]) for group in self.optimizer.param_groups]
         return loss
 
     def _finite_on_every_rank(self, loss: torch.Tensor) -> bool:
@@ -298,12 +307,46 @@ class EtragTrainer(Trainer):
                 logs[prefix + name] = sum(values) / len(values)
         self._metrics[mode].clear()
         if mode == "train":
+            if "learning_rate" in logs:
+                logs.update(self.group_learning_rates())
             if self._nonfinite_total:
                 logs["nonfinite_steps"] = self._nonfinite_total
             for callback in self.callback_handler.callbacks:
                 if isinstance(callback, IndexRefreshCallback):
                     logs.update(callback.pop_logs())
         super().log(logs, start_time)
+
+    def group_learning_rates(self) -> dict[str, float]:
+        """Each parameter group's learning rate in the last optimiser step, by the group's role:
+        `{"learning_rate": main group's, "learning_rate_retriever": ..., "learning_rate_<name>": ...}`. A group whose
+        parameters all belong to the encoders (or jsa/vrag's posterior encoder) is `retriever`; a group with a
+        `"name"` key goes by that name; every other group is the main one (generator, objective layers). Roles come
+        from the parameters, not the group order, so optimiser states restored from older checkpoints log
+        correctly. A run without a main group (frozen generator) logs its first group's rate as `learning_rate`,
+        as transformers does."""
+        if self.optimizer is None:
+            return {}
+        groups = self.optimizer.param_groups
+        rates = self._step_group_rates
+        if rates is None or len(rates) != len(groups):
+            rates = [float(group["lr"]) for group in groups]
+        retriever = {
+            id(p)
+            for name, p in self.model.named_parameters()
+            if not _RETRIEVER_PARTS.isdisjoint(name.split("."))
+        }
+        named: dict[str, float] = {}
+        for group, rate in zip(groups, rates, strict=True):
+            if group.get("name"):
+                role = str(group["name"])
+            elif group["params"] and all(id(p) in retriever for p in group["params"]):
+                role = "retriever"
+            else:
+                role = "main"
+            named.setdefault(role, rate)
+        logs = {"learning_rate": named.get("main", rates[0])} if rates else {}
+        logs.update({f"learning_rate_{role}": rate for role, rate in named.items() if role != "main"})
+        return logs
 
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
         super()._save(output_dir, state_dict)
