@@ -429,7 +429,9 @@ class EtragModel(EtragHubMixin, EtragAdapterMixin, EtragPreTrainedModel):
         terms = self.objective(inputs)
         if len(self.auxiliary_losses):
             auxiliary = {
-                name: self._contrastive_terms(loss, query_vectors, doc_vectors, gold_passage_index)
+                name: self._contrastive_terms(
+                    loss, query_vectors, doc_vectors, doc_indices, gold_passage_index
+                )
                 if name == "contrastive"
                 else loss(inputs)
                 for name, loss in self.auxiliary_losses.items()
@@ -469,17 +471,23 @@ class EtragModel(EtragHubMixin, EtragAdapterMixin, EtragPreTrainedModel):
         loss: nn.Module,
         query_vectors: torch.Tensor,
         doc_vectors: torch.Tensor,
+        doc_indices: torch.Tensor,
         gold_passage_index: torch.Tensor | None,
     ) -> dict[str, torch.Tensor]:
-        """In-batch negatives: every query against all retrieved passages of the batch plus the gold ones."""
+        """In-batch negatives: every query against all retrieved passages of the batch plus the gold ones; the
+        corpus rows go along, so that a retrieved copy of a query's gold passage is not counted as a negative."""
         passages = doc_vectors.reshape(-1, doc_vectors.shape[-1])
+        passage_ids = doc_indices.reshape(-1).to(device=query_vectors.device, dtype=torch.long)
         positive = torch.full((query_vectors.shape[0],), -1, dtype=torch.long, device=query_vectors.device)
         if gold_passage_index is not None and bool((gold_passage_index >= 0).any()):
             rows = (gold_passage_index >= 0).nonzero(as_tuple=True)[0]
             gold_vectors = self.document_vectors(gold_passage_index[rows], query_vectors.device)
             positive[rows] = passages.shape[0] + torch.arange(len(rows), device=positive.device)
             passages = torch.cat([passages, gold_vectors.to(passages.dtype)], dim=0)
-        return loss(query_vectors, passages, positive, temperature=self.config.temperature)
+            passage_ids = torch.cat([passage_ids, gold_passage_index[rows].to(passage_ids)])
+        return loss(
+            query_vectors, passages, positive, temperature=self.config.temperature, passage_ids=passage_ids
+        )
 
     @torch.no_grad()
     def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **kwargs: Any) -> torch.Tensor:

@@ -202,15 +202,19 @@ class ContrastiveLoss(AuxiliaryLoss):
     r"""DPR contrastive loss with in-batch negatives.
 
     $$\mathcal{L} = -\frac{1}{|P|}\sum_{i \in P} \log
-    \frac{\exp(q_i \cdot p_{j_i} / \tau)}{\sum_{n=1}^{N} \exp(q_i \cdot p_n / \tau)}$$
+    \frac{\exp(q_i \cdot p_{j_i} / \tau)}{\exp(q_i \cdot p_{j_i} / \tau)
+    + \sum_{n \in N_i} \exp(q_i \cdot p_n / \tau)}$$
 
     over the rows `P` whose gold passage index `j_i` is known (`positive_index != -1`). The model passes the
-    batch's retrieved passages plus the gold passages as `passage_vectors`, so every other passage is a
-    negative for a query. Returns a zero that still connects to `query_vectors` when no row has a positive,
-    so `backward()` works on every step. Karpukhin et al., 2020 (EMNLP).
+    batch's retrieved passages plus the gold passages as `passage_vectors`, with each one's corpus row as
+    `passage_ids`; the negatives `N_i` of query `i` are every passage except the positive's copies (the
+    retrieved copy of its gold passage, or another query's identical gold): a copy in the denominator would
+    count the positive twice and keep the loss >= log 2 however well the retriever ranks. Without
+    `passage_ids` every other entry is a negative. Returns a zero that still connects to `query_vectors` when
+    no row has a positive, so `backward()` works on every step. Karpukhin et al., 2020 (EMNLP).
 
     Example:
-        >>> ContrastiveLoss()(q, passages, torch.tensor([0, -1]), temperature=0.05)["contrastive_loss"]
+        >>> ContrastiveLoss()(q, passages, torch.tensor([0, -1]), temperature=0.05, passage_ids=rows)
     """
 
     citation: ClassVar[str] = """@inproceedings{karpukhin2020dpr,
@@ -230,6 +234,7 @@ class ContrastiveLoss(AuxiliaryLoss):
         passage_vectors: torch.Tensor,
         positive_index: torch.Tensor,
         temperature: float = 1.0,
+        passage_ids: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         temperature = _check_temperature("temperature", temperature)
         if query_vectors.dim() != 2 or passage_vectors.dim() != 2:
@@ -252,11 +257,22 @@ class ContrastiveLoss(AuxiliaryLoss):
             raise ValueError(
                 f"positive_index values must be -1 or in [0, {n}), got {positive_index.tolist()}."
             )
+        if passage_ids is not None and (passage_ids.shape != (n,) or passage_ids.dtype != torch.long):
+            raise ValueError(
+                f"passage_ids must be a long tensor of shape ({n},) (one corpus row per passage), got "
+                f"{passage_ids.dtype} {tuple(passage_ids.shape)}."
+            )
         has_positive = positive_index >= 0
         if not has_positive.any():
             return {"contrastive_loss": query_vectors.sum() * 0}
+        positives = positive_index[has_positive]
         logits = query_vectors[has_positive].float() @ passage_vectors.float().T / temperature
-        return {"contrastive_loss": F.cross_entropy(logits, positive_index[has_positive])}
+        if passage_ids is not None:
+            # Other entries holding the positive's passage are neither the target nor negatives.
+            copies = passage_ids.unsqueeze(0) == passage_ids[positives].unsqueeze(1)
+            copies[torch.arange(len(positives), device=copies.device), positives] = False
+            logits = logits.masked_fill(copies, float("-inf"))
+        return {"contrastive_loss": F.cross_entropy(logits, positives)}
 
 
 def combine_losses(
