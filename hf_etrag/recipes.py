@@ -31,7 +31,7 @@ from transformers import HfArgumentParser
 
 from .data.relation import DEFAULT_RELATION_TEMPLATE
 from .objectives.registry import available_objectives
-from .peft_utils import PeftArguments
+from .peft_utils import PeftArguments, check_peft_arguments
 from .training_args import EtragTrainingArguments
 
 __all__ = [
@@ -353,6 +353,8 @@ class Recipe:
                 "`reader_warmup_steps` trains the generator on gold passages, but `etrag` retrieves training "
                 "instances and reads no passages; set `reader_warmup_steps: 0`."
             )
+        # A frozen part with a trainable adapter contradicts itself: say so before any model is loaded.
+        check_peft_arguments(self.model, self.peft)
 
     def to_dict(self) -> dict[str, Any]:
         """What `etrag_recipe.json` holds (the training arguments without tokens, via `to_dict`)."""

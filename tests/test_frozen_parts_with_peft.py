@@ -105,3 +105,22 @@ def test_hf_etrag_train_stops_before_training(tmp_path, tokenizer, knowledge_bas
 def test_lora_target_modules(targets, expected):
     config = PeftArguments(use_peft=True, lora_target_modules=targets).generator_config(is_seq2seq=False)
     assert config.target_modules == expected
+
+
+def test_the_recipe_parser_refuses_the_contradiction_before_any_model_loads(tmp_path):
+    from hf_etrag.recipes import parse_recipe
+
+    path = tmp_path / "recipe.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "task": "open_qa",
+                "train_source": str(tmp_path),
+                "corpus_source": str(tmp_path),
+                "freeze_generator": True,
+                "use_peft": True,
+            }
+        )
+    )
+    with pytest.raises(ValueError, match=FROZEN_GENERATOR):
+        parse_recipe(str(path), ["--output_dir", str(tmp_path / "run")])
