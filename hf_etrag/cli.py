@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from .cli_recipes import add_recipe_commands, run_recipe_command
+from .recipes.commands import add_recipe_commands, run_recipe_command
 
 __all__ = ["main", "make_parser"]
 
@@ -78,8 +78,8 @@ def _diagnose(args: argparse.Namespace) -> None:
     import torch
 
     from .data.memory import build_instance_memory
-    from .demo import DemoSettings, prepare_demo
     from .diagnostics import HEADER, retriever_gradient_variance
+    from .recipes.demo import DemoSettings, prepare_demo
     from .retrieval.index import PassageIndex
 
     settings = DemoSettings(
@@ -130,7 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command in ("train", "evaluate"):
         return run_recipe_command(args)
     if args.command == "demo":
-        from .demo import DemoSettings, run_demo
+        from .recipes.demo import DemoSettings, run_demo
 
         settings = DemoSettings()
         if args.people is not None:

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .callbacks import refresh_index
-from .modeling_etrag import EtragModel
+from .modeling.model import EtragModel
 from .objectives import build_objective
 from .retrieval.index import PassageIndex
+from .training.callbacks import refresh_index
 
 __all__ = ["GradientVariance", "retriever_gradient_variance"]
 

@@ -10,13 +10,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..generator_inputs import IGNORE_INDEX, append_targets, left_padding_order
+from ..modeling.contexts import IGNORE_INDEX, append_targets, left_padding_order
 from .base import RetrievalObjective
 from .ops.soft_topk import soft_select, soft_topk
 from .registry import register_objective
 
 if TYPE_CHECKING:
-    from ..modeling_etrag import EtragModel
+    from ..modeling.model import EtragModel
 
 __all__ = ["EtragLoss"]
 

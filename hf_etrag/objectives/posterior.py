@@ -19,7 +19,7 @@ from .ops.mis import metropolis_independence_sample
 from .registry import register_objective
 
 if TYPE_CHECKING:
-    from ..modeling_etrag import EtragModel
+    from ..modeling.model import EtragModel
 
 __all__ = ["CandidateScores", "JsaLoss", "VragLoss", "PosteriorRetrieverObjective"]
 
