@@ -79,6 +79,7 @@ def _diagnose(args: argparse.Namespace) -> None:
 
     from .data.memory import build_instance_memory
     from .diagnostics import HEADER, retriever_gradient_variance
+    from .objectives import objective_class
     from .recipes.demo import DemoSettings, prepare_demo
     from .retrieval.index import PassageIndex
 
@@ -101,7 +102,7 @@ def _diagnose(args: argparse.Namespace) -> None:
     for spec in args.objectives or DEFAULT_DIAGNOSED:
         name, kwargs = parse_objective_spec(spec)
         index, objective_batch = None, batch
-        if name == "etrag":
+        if objective_class(name).reads_instance_memory:
             # ETRAG retrieves training instances: the memory is the training set, each with its answer, and
             # every example must not retrieve itself (the batch is the training set's first rows).
             index = PassageIndex(build_instance_memory(prepared.knowledge_base.train, prepared.tokenizer))

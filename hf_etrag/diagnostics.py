@@ -15,7 +15,6 @@ import torch
 from torch import nn
 
 from .modeling.model import EtragModel
-from .objectives import build_objective
 from .retrieval.index import PassageIndex
 from .training.callbacks import refresh_index
 
@@ -66,9 +65,7 @@ def retriever_gradient_variance(
     model = copy.deepcopy(base_model)
     model.config.objective = objective
     model.config.objective_kwargs = dict(objective_kwargs or {})
-    model.objective = build_objective(objective, **model.config.objective_kwargs)
-    if getattr(model.objective, "needs_model", False):
-        model.objective.setup(model)
+    model.set_objective(objective, auxiliary_losses=model.auxiliary_losses, **model.config.objective_kwargs)
     model.set_index(index if index is not None else base_model.index)
     if model.index.embeddings is None:
         refresh_index(model)

@@ -56,7 +56,7 @@ def predict(
     """Retrieve `depth` rows for every example of a tokenised dataset and generate for the first `n_generate`
     (with `label_constraint`: decode restricted to its labels and return raw labels)."""
     model.eval()
-    collator = EtragDataCollator(model._retriever_pad, model.generator_pad_id)
+    collator = EtragDataCollator(model.retriever_pad_id, model.generator_pad_id)
     device = next(model.parameters()).device
     columns = [c for c in ("input_ids", "generator_input_ids") if c in dataset.column_names]
     retrieved: list[list[int]] = []
@@ -96,7 +96,7 @@ def _split_name(source: str, split: str | None) -> str:
 
 
 def _retrieval_depth(model: EtragModel, model_args: ModelArguments) -> int:
-    if model_args.objective == "etrag":
+    if model.objective.reads_instance_memory:
         return model_args.n_docs  # the instances ETRAG reads (0: none)
     return min(max(RECALL_KS), len(model.index))
 
@@ -132,7 +132,7 @@ def _score(
     shown = 5
     if data_args.task == "relation_extraction":
         return score_relation_extraction(test, predictions, model.index, negative, shown), n_generate
-    ks = RECALL_KS if model_args.objective != "etrag" else ()
+    ks = () if model.objective.reads_instance_memory else RECALL_KS
     return score_passage_task(data_args.task, test, predictions, model.index, ks, shown), n_generate
 
 

@@ -28,7 +28,7 @@ def evaluate_qa(
 ) -> dict[str, float]:
     """Retrieve `max(ks)` passages and generate an answer for every example of a dataset made by
     [`tokenize_qa_dataset`] (it must keep `answers`; `gold_passage_index` enables recall@k)."""
-    collator = EtragDataCollator(model._retriever_pad, model.generator_pad_id)
+    collator = EtragDataCollator(model.retriever_pad_id, model.generator_pad_id)
     device = next(model.parameters()).device
     retrieved, golds, predictions = [], [], []
     for start in tqdm(

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import torch
 
@@ -11,9 +11,40 @@ from .contexts import IGNORE_INDEX, target_logprobs
 
 if TYPE_CHECKING:
     from ..data.labels import LabelConstraint
-    from .model import EtragModel
+    from ..objectives import Objective
 
 __all__ = ["rag_generate"]
+
+
+class EtragModel(Protocol):
+    """What decoding uses of [`hf_etrag.EtragModel`] (a protocol, so that this module needs no import of it)."""
+
+    objective: Objective
+    generator: Any
+    training: bool
+
+    @property
+    def generator_pad_id(self) -> int: ...
+
+    def eval(self) -> Any: ...
+
+    def train(self, mode: bool = True) -> Any: ...
+
+    def encode_queries(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor: ...
+
+    def retrieve_with_vectors(
+        self, query_vectors: torch.Tensor, n_docs: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]: ...
+
+    def document_vectors(
+        self, doc_indices: torch.Tensor, device: torch.device, fresh_vectors: torch.Tensor | None = None
+    ) -> torch.Tensor: ...
+
+    def score_documents(self, query_vectors: torch.Tensor, doc_vectors: torch.Tensor) -> torch.Tensor: ...
+
+    def build_contexts(
+        self, generator_input_ids: torch.Tensor, generator_attention_mask: torch.Tensor, doc_indices: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]: ...
 
 
 def _special_ids(model: EtragModel) -> tuple[int, int | None, int | None]:
@@ -52,7 +83,7 @@ def rag_generate(
     was_training = model.training
     model.eval()
     try:
-        if hasattr(model.objective, "generate"):
+        if model.objective.decodes_itself:
             batch = {
                 "input_ids": input_ids,
                 "attention_mask": attention_mask,

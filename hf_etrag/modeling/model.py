@@ -26,7 +26,7 @@ from transformers.utils import ModelOutput
 from ..adapters.checkpoint import EtragAdapterMixin
 from ..atomic import atomic_directory
 from ..hub.push import EtragHubMixin
-from ..objectives import ObjectiveInputs, build_objective
+from ..objectives import ModelDrivenObjective, Objective, ObjectiveInputs, build_objective
 from ..objectives.cotraining import build_auxiliary_loss, combine_losses
 from ..retrieval.encoding import normalize_if_cosine, pool
 from ..retrieval.index import PassageIndex
@@ -34,6 +34,7 @@ from ..retrieval.rerank import rerank_candidates
 from .configuration import EtragConfig
 from .contexts import IGNORE_INDEX, join_contexts, target_logprobs, unpad_rows
 from .generation import rag_generate
+from .loading import load_generator, safetensors_only
 
 if TYPE_CHECKING:
     from .tokenization import EtragTokenizers
@@ -71,7 +72,7 @@ class EtragPreTrainedModel(PreTrainedModel):
 
     def _init_weights(self, module: torch.nn.Module) -> None:
         # Sub-models initialise their own weights; only the objective's extra layers (if any) need it here.
-        if isinstance(module, torch.nn.Linear) and getattr(module, "_etrag_owned", False):
+        if isinstance(module, torch.nn.Linear) and getattr(module, "etrag_owned", False):
             torch.nn.init.normal_(module.weight, std=0.02)
             if module.bias is not None:
                 torch.nn.init.zeros_(module.bias)
@@ -106,22 +107,47 @@ class EtragModel(EtragHubMixin, EtragAdapterMixin, EtragPreTrainedModel):
                 encoder.pooler = None
         generator_class = AutoModelForSeq2SeqLM if config.is_seq2seq_generator else AutoModelForCausalLM
         self.generator = generator or generator_class.from_config(config.generator)
-        self.objective = build_objective(config.objective, **config.objective_kwargs)
-        if getattr(self.objective, "needs_model", False):
-            if config.auxiliary_losses:
-                raise ValueError(
-                    f"`auxiliary_losses` combine with the top-K objectives (rag_sequence, rag_token), not with "
-                    f"{config.objective!r}, which scores its own candidate set; remove them or change `objective`."
-                )
-            self.objective.setup(self)
-        self.auxiliary_losses = nn.ModuleDict(
-            {
+        self.set_objective(
+            config.objective,
+            auxiliary_losses={
                 name: build_auxiliary_loss(name, **config.auxiliary_loss_kwargs.get(name, {}))
                 for name in config.auxiliary_losses
-            }
+            },
+            **config.objective_kwargs,
         )
         self._index: PassageIndex | None = None
         self.post_init()
+
+    def set_objective(
+        self,
+        objective: str | Objective,
+        auxiliary_losses: dict[str, nn.Module] | nn.ModuleDict | None = None,
+        **objective_kwargs: Any,
+    ) -> None:
+        """Install the training objective and the auxiliary losses added to it (none by default).
+
+        A name builds the registered objective with `objective_kwargs` and, for a [`ModelDrivenObjective`],
+        sets it up for this model (a fresh posterior encoder, projection...); an objective instance is installed
+        as it is (already set up, e.g. one taken from this model before). `config` is not changed."""
+        if isinstance(objective, str):
+            objective = build_objective(objective, **objective_kwargs)
+            fresh = True
+        elif objective_kwargs:
+            raise ValueError("`objective_kwargs` apply to an objective given by name, not to an instance.")
+        else:
+            fresh = False
+        if isinstance(objective, ModelDrivenObjective):
+            if auxiliary_losses:
+                raise ValueError(
+                    f"`auxiliary_losses` combine with the top-K objectives (rag_sequence, rag_token), not with "
+                    f"{objective.name!r}, which scores its own candidate set; remove them or change `objective`."
+                )
+            if fresh:
+                objective.setup(self)
+        self.objective = objective
+        self.auxiliary_losses = (
+            auxiliary_losses if isinstance(auxiliary_losses, nn.ModuleDict) else nn.ModuleDict(auxiliary_losses or {})
+        )
 
     # ---- construction -------------------------------------------------------------------------------
     @classmethod
@@ -143,8 +169,8 @@ class EtragModel(EtragHubMixin, EtragAdapterMixin, EtragPreTrainedModel):
             if doc_encoder_name_or_path
             else None
         )
-        generator_kwargs = _safetensors_only(dict(generator_kwargs or {}), generator_name_or_path)
-        generator = _load_generator(generator_name_or_path, **generator_kwargs)
+        generator_kwargs = safetensors_only(dict(generator_kwargs or {}), generator_name_or_path)
+        generator = load_generator(generator_name_or_path, **generator_kwargs)
         config = EtragConfig(
             query_encoder=query_encoder.config,
             doc_encoder=doc_encoder.config if doc_encoder is not None else None,
@@ -159,7 +185,7 @@ class EtragModel(EtragHubMixin, EtragAdapterMixin, EtragPreTrainedModel):
     ) -> EtragModel:
         """`PreTrainedModel.from_pretrained`, safetensors only: pickle weights (`pytorch_model.bin`) are never
         unpickled, and `trust_remote_code` is refused (an `EtragModel` needs no code from the checkpoint)."""
-        kwargs = _safetensors_only(kwargs, pretrained_model_name_or_path)
+        kwargs = safetensors_only(kwargs, pretrained_model_name_or_path)
         return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
 
     # ---- saving -------------------------------------------------------------------------------------
@@ -193,7 +219,7 @@ class EtragModel(EtragHubMixin, EtragAdapterMixin, EtragPreTrainedModel):
         the wrong rows."""
         if index is not None:
             stores = [("retriever_input_ids", index.retriever_tokens, "doc_encoder")]
-            if self.config.objective != "etrag":  # ETRAG's memory reaches the generator as soft prompts only
+            if self.objective.generator_reads_passages:  # ETRAG's memory reaches the generator as soft prompts only
                 shared = index.generator_tokens is index.retriever_tokens
                 column = "retriever_input_ids" if shared else "generator_input_ids"
                 stores.append((column, index.generator_tokens, "generator"))
@@ -233,6 +259,11 @@ class EtragModel(EtragHubMixin, EtragAdapterMixin, EtragPreTrainedModel):
         self.check_token_range("generator", size - 1, f"The tokenizer {name} ({size} tokens)")
 
     @property
+    def attached_index(self) -> PassageIndex | None:
+        """The attached index, or `None` (where [`index`] would raise)."""
+        return self._index
+
+    @property
     def index(self) -> PassageIndex:
         if self._index is None:
             raise RuntimeError("No passage index attached: call `model.set_index(PassageIndex(...))` first.")
@@ -243,17 +274,18 @@ class EtragModel(EtragHubMixin, EtragAdapterMixin, EtragPreTrainedModel):
         return self.query_encoder if self.config.shared_encoders else self.doc_encoder
 
     # ---- retrieval ----------------------------------------------------------------------------------
-    def _encode(self, encoder: PreTrainedModel, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def encode_with(self, encoder: nn.Module, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """`(B, H)` pooled (and, for cosine similarity, normalised) vectors of `encoder` (a query encoder)."""
         hidden = encoder(input_ids=input_ids, attention_mask=mask).last_hidden_state
         return normalize_if_cosine(pool(hidden, mask, self.config.pooling), self.config.similarity)
 
     def encode_queries(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """`(B, H)` query vectors."""
-        return self._encode(self.query_encoder, input_ids, attention_mask)
+        return self.encode_with(self.query_encoder, input_ids, attention_mask)
 
     def encode_passages(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """`(B, H)` passage vectors from the document encoder."""
-        return self._encode(self.document_encoder, input_ids, attention_mask)
+        return self.encode_with(self.document_encoder, input_ids, attention_mask)
 
     def retrieve(self, query_vectors: torch.Tensor, n_docs: int | None = None) -> torch.Tensor:
         """`(B, K)` corpus row numbers of the top-K passages (no gradient: search is discrete). With
@@ -276,7 +308,7 @@ class EtragModel(EtragHubMixin, EtragAdapterMixin, EtragPreTrainedModel):
         return rerank_candidates(
             self._encode_for_ranking,
             self.index.retriever_tokens,
-            self._retriever_pad,
+            self.retriever_pad_id,
             query_vectors,
             indices,
             n_docs,
@@ -303,12 +335,12 @@ class EtragModel(EtragHubMixin, EtragAdapterMixin, EtragPreTrainedModel):
         flat = doc_indices.flatten().cpu().numpy()
         encode = self.config.train_doc_encoder and self.training and self._document_encoder_trainable()
         if encode or self.index.embeddings is None:
-            ids, mask = self.index.retriever_tokens.batch(flat, self._retriever_pad)
+            ids, mask = self.index.retriever_tokens.batch(flat, self.retriever_pad_id)
             vectors = self.encode_passages(ids.to(device), mask.to(device))
         elif fresh_vectors is not None:
             vectors = fresh_vectors.to(device)
         elif self.config.rerank_top_l:
-            ids, mask = self.index.retriever_tokens.batch(flat, self._retriever_pad)
+            ids, mask = self.index.retriever_tokens.batch(flat, self.retriever_pad_id)
             vectors = self._encode_for_ranking(ids.to(device), mask.to(device))
         else:
             vectors = torch.from_numpy(self.index.embeddings[flat]).to(device)
@@ -324,7 +356,7 @@ class EtragModel(EtragHubMixin, EtragAdapterMixin, EtragPreTrainedModel):
         return torch.einsum("bh,bkh->bk", query_vectors, doc_vectors) / self.config.temperature
 
     @property
-    def _retriever_pad(self) -> int:
+    def retriever_pad_id(self) -> int:
         return self.config.query_encoder.pad_token_id or 0
 
     @property
@@ -386,7 +418,7 @@ class EtragModel(EtragHubMixin, EtragAdapterMixin, EtragPreTrainedModel):
             "generator_attention_mask": generator_attention_mask,
             **kwargs,
         }
-        if labels is not None and getattr(self.objective, "needs_model", False):
+        if labels is not None and isinstance(self.objective, ModelDrivenObjective):
             # jsa, vrag and etrag retrieve and score in their own way (candidate sets, instance memory).
             terms, doc_scores, doc_indices = self.objective.model_loss(self, query_vectors, batch)
             return EtragOutput(
@@ -465,34 +497,3 @@ class EtragModel(EtragHubMixin, EtragAdapterMixin, EtragPreTrainedModel):
     def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **kwargs: Any) -> torch.Tensor:
         """Retrieve, then decode with the objective's marginalisation; see [`hf_etrag.modeling.generation.rag_generate`]."""
         return rag_generate(self, input_ids, attention_mask, **kwargs)
-
-
-def _safetensors_only(kwargs: dict[str, Any], name_or_path: str | os.PathLike) -> dict[str, Any]:
-    """`from_pretrained` kwargs that load safetensors weights only, with a clear error where that cannot work."""
-    if kwargs.get("trust_remote_code"):
-        raise ValueError(
-            f"`trust_remote_code=True` was passed for {str(name_or_path)!r}; hf-etrag never runs code from a "
-            "checkpoint. Use a model class that transformers ships, and drop `trust_remote_code`."
-        )
-    if kwargs.get("use_safetensors") is False:
-        raise ValueError(
-            f"`use_safetensors=False` was passed for {str(name_or_path)!r}; hf-etrag loads safetensors weights only "
-            "(pickle files can run code when loaded). Drop the argument and convert the checkpoint once: "
-            "`model.save_pretrained(folder)` writes `model.safetensors`."
-        )
-    folder = Path(name_or_path) / (kwargs.get("subfolder") or "")
-    if folder.is_dir() and not list(folder.glob("*.safetensors")) and list(folder.glob("pytorch_model*.bin")):
-        raise ValueError(
-            f"{folder} holds only pickle weights (pytorch_model*.bin); hf-etrag loads safetensors only (a pickle "
-            "can run code when loaded). Convert it once in a trusted environment: load it with transformers and "
-            "call `save_pretrained(folder)`, which writes `model.safetensors`."
-        )
-    return {**kwargs, "use_safetensors": True}
-
-
-def _load_generator(name_or_path: str, **kwargs: Any) -> PreTrainedModel:
-    from transformers import AutoConfig
-
-    config = AutoConfig.from_pretrained(name_or_path, **{k: v for k, v in kwargs.items() if k == "gguf_file"})
-    model_class = AutoModelForSeq2SeqLM if config.is_encoder_decoder else AutoModelForCausalLM
-    return model_class.from_pretrained(name_or_path, **kwargs)

@@ -4,19 +4,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 
 from ..modeling.contexts import IGNORE_INDEX, append_targets, left_padding_order
-from .base import RetrievalObjective
+from .base import ModelDrivenObjective, RetrieverGenerator
 from .ops.soft_topk import soft_select, soft_topk
 from .registry import register_objective
-
-if TYPE_CHECKING:
-    from ..modeling.model import EtragModel
 
 __all__ = ["EtragLoss"]
 
@@ -30,7 +27,7 @@ _ETRAG_CITATION = """@inproceedings{makino2024etrag,
 
 
 @register_objective("etrag")
-class EtragLoss(RetrievalObjective):
+class EtragLoss(ModelDrivenObjective):
     r"""ETRAG: select the k nearest training instances differentiably and read them as soft prompts.
 
     The model's index is the *instance memory*: one row per training example, encoded together with its
@@ -60,7 +57,10 @@ class EtragLoss(RetrievalObjective):
 
     citation: ClassVar[str] = _ETRAG_CITATION
     decoding = "soft_prompt"
-    needs_model: ClassVar[bool] = True
+    decodes_itself: ClassVar[bool] = True
+    reads_instance_memory: ClassVar[bool] = True
+    generator_reads_passages: ClassVar[bool] = False  # the memory reaches the generator as soft prompts only
+    n_docs_option: ClassVar[str | None] = "k"
 
     def __init__(
         self, k: int = 5, tau: float = 0.1, instances_with_grad: int = 64, retriever_warmup_steps: int = 0
@@ -89,16 +89,16 @@ class EtragLoss(RetrievalObjective):
             "retriever_warmup_steps": self.retriever_warmup_steps,
         }
 
-    def setup(self, model: EtragModel) -> None:
+    def setup(self, model: RetrieverGenerator) -> None:
         """Create the projection from retriever vectors to generator input embeddings (the soft prompts)."""
         retriever_dim = model.query_encoder.config.hidden_size
         generator_dim = model.generator.get_input_embeddings().embedding_dim
         self.prompt_projection = nn.Linear(retriever_dim, generator_dim)
-        self.prompt_projection._etrag_owned = True
+        self.prompt_projection.etrag_owned = True
 
     # ---- retrieval over the instance memory --------------------------------------------------------
     def _memory_with_grad(
-        self, model: EtragModel, memory: torch.Tensor, scores_stored: torch.Tensor
+        self, model: RetrieverGenerator, memory: torch.Tensor, scores_stored: torch.Tensor
     ) -> torch.Tensor:
         """`memory` with the selected rows replaced by fresh encodings that carry gradient."""
         device = memory.device
@@ -110,12 +110,12 @@ class EtragLoss(RetrievalObjective):
         if extra > 0:
             rest = torch.from_numpy(np.setdiff1d(np.arange(memory.shape[0]), rows.cpu().numpy()))
             rows = torch.cat([rows.cpu(), rest[torch.randperm(len(rest))[:extra]]]).to(device)
-        ids, mask = model.index.retriever_tokens.batch(rows.cpu().numpy(), model._retriever_pad)
+        ids, mask = model.index.retriever_tokens.batch(rows.cpu().numpy(), model.retriever_pad_id)
         fresh = model.encode_passages(ids.to(device), mask.to(device))
         return memory.index_put((rows.to(device),), fresh.to(memory.dtype))
 
     def select(
-        self, model: EtragModel, query_vectors: torch.Tensor, memory_index: torch.Tensor | None
+        self, model: RetrieverGenerator, query_vectors: torch.Tensor, memory_index: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Soft-select k instances: returns `(r (B, k, H), D (B, k, N), scores (B, N))`."""
         device = query_vectors.device
@@ -137,7 +137,7 @@ class EtragLoss(RetrievalObjective):
         return soft_select(selection, memory.to(scores.dtype)), selection, scores
 
     def soft_prompts(
-        self, model: EtragModel, batch: dict[str, torch.Tensor], query_vectors: torch.Tensor
+        self, model: RetrieverGenerator, batch: dict[str, torch.Tensor], query_vectors: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """`(B, 1 + k, D)` soft prompts (projected query vector, then the k soft-selected instances), with
         the selection `D` and the scores (`None` when `k == 0`)."""
@@ -149,7 +149,7 @@ class EtragLoss(RetrievalObjective):
         return self.prompt_projection(prompts_from), selection, scores
 
     def soft_prompted_inputs(
-        self, model: EtragModel, batch: dict[str, torch.Tensor], query_vectors: torch.Tensor
+        self, model: RetrieverGenerator, batch: dict[str, torch.Tensor], query_vectors: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """Generator `inputs_embeds` and attention mask with the soft prompts in front of the query (rows
         stay right-padded, so `[prompts; query]` is contiguous)."""
@@ -161,7 +161,7 @@ class EtragLoss(RetrievalObjective):
         return inputs_embeds, attention, selection, scores
 
     def causal_target_logits(
-        self, model: EtragModel, batch: dict[str, torch.Tensor], query_vectors: torch.Tensor
+        self, model: RetrieverGenerator, batch: dict[str, torch.Tensor], query_vectors: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """Decoder-only teacher forcing: `(B, T, V)` logits predicting each target token after
         `[prompts; query]`, with the selection and scores of [`soft_prompts`]."""
@@ -180,7 +180,7 @@ class EtragLoss(RetrievalObjective):
         read = (read_positions + n_prompts).unsqueeze(-1).expand(-1, -1, logits.size(-1))
         return logits.gather(1, read), selection, scores
 
-    def model_loss(self, model: EtragModel, query_vectors: torch.Tensor, batch: dict[str, torch.Tensor]):
+    def model_loss(self, model: RetrieverGenerator, query_vectors: torch.Tensor, batch: dict[str, torch.Tensor]):
         labels = batch["labels"]
         if model.config.is_seq2seq_generator:
             inputs_embeds, attention, selection, scores = self.soft_prompted_inputs(
@@ -209,7 +209,7 @@ class EtragLoss(RetrievalObjective):
     @torch.no_grad()
     def generate(
         self,
-        model: EtragModel,
+        model: RetrieverGenerator,
         batch: dict[str, torch.Tensor],
         max_new_tokens: int,
         num_beams: int = 1,
@@ -239,7 +239,7 @@ class EtragLoss(RetrievalObjective):
 
 
 def _causal_generate(
-    model: EtragModel,
+    model: RetrieverGenerator,
     inputs_embeds: torch.Tensor,
     attention: torch.Tensor,
     max_new_tokens: int,

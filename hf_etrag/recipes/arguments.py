@@ -31,7 +31,7 @@ from transformers import HfArgumentParser
 
 from ..adapters.apply import PeftArguments
 from ..data.relation import DEFAULT_RELATION_TEMPLATE
-from ..objectives.registry import available_objectives
+from ..objectives.registry import available_objectives, objective_class
 from ..training.arguments import EtragTrainingArguments
 
 __all__ = [
@@ -184,12 +184,13 @@ class ModelArguments:
             raise ValueError(
                 f"`objective` {self.objective!r} is unknown; choose one of {list(available_objectives())}."
             )
-        if self.n_docs < 0 or (self.n_docs == 0 and self.objective != "etrag"):
+        n_docs_option = objective_class(self.objective).n_docs_option
+        if self.n_docs < 0 or (self.n_docs == 0 and n_docs_option is None):
             raise ValueError(
                 f"`n_docs` must be >= 1 (0, no retrieval, only with `objective: etrag`); got {self.n_docs}."
             )
-        if self.objective == "etrag":
-            k = self.objective_kwargs.get("k", self.n_docs)
+        if n_docs_option is not None:
+            k = self.objective_kwargs.get(n_docs_option, self.n_docs)
             if k != self.n_docs:
                 raise ValueError(
                     f"`objective_kwargs.k` ({k}) and `n_docs` ({self.n_docs}) disagree; for etrag set `n_docs` only."
@@ -216,10 +217,16 @@ class ModelArguments:
     def uses_bert2bert(self) -> bool:
         return self.generator_name_or_path == "bert2bert"
 
+    @property
+    def reads_instance_memory(self) -> bool:
+        """The objective retrieves training instances (etrag's instance memory), not corpus passages."""
+        return objective_class(self.objective).reads_instance_memory
+
     def etrag_objective_kwargs(self) -> dict[str, Any]:
-        """The objective's options, with `k = n_docs` for etrag."""
-        if self.objective == "etrag":
-            return {**self.objective_kwargs, "k": self.n_docs}
+        """The objective's options, with `k = n_docs` for etrag (the objective's `n_docs_option`)."""
+        n_docs_option = objective_class(self.objective).n_docs_option
+        if n_docs_option is not None:
+            return {**self.objective_kwargs, n_docs_option: self.n_docs}
         return dict(self.objective_kwargs)
 
 
@@ -333,13 +340,14 @@ class Recipe:
 
     def __post_init__(self) -> None:
         objective, task = self.model.objective, self.data.task
-        if task == "relation_extraction" and objective != "etrag":
+        capabilities = objective_class(objective)
+        if task == "relation_extraction" and not capabilities.reads_instance_memory:
             raise ValueError(
                 f"task 'relation_extraction' retrieves training instances, and only `objective: etrag` keeps an "
                 f"example from retrieving itself (with its own label); got objective {objective!r}. Use etrag "
                 "(`n_docs: 0` is the no-retrieval baseline)."
             )
-        if self.data.reader_warmup_steps and objective == "etrag":
+        if self.data.reader_warmup_steps and not capabilities.generator_reads_passages:
             raise ValueError(
                 "`reader_warmup_steps` trains the generator on gold passages, but `etrag` retrieves training "
                 "instances and reads no passages; set `reader_warmup_steps: 0`."

@@ -74,7 +74,7 @@ def build_index(
     """The index without embeddings (encode it with `refresh_index`): the instance memory for `etrag`, the
     tokenised `corpus_source` otherwise."""
     generator_tokenizer = None if tokenizers.shared else tokenizers.generator
-    if model_args.objective == "etrag":
+    if model_args.reads_instance_memory:
         memory = build_instance_memory(
             train_examples, tokenizers.retriever, max_length=model_args.max_passage_length
         )
@@ -95,7 +95,7 @@ def tokenize_examples(
     """Token ids for the query encoder (and the generator when its tokenizer differs) and the target; text
     columns are kept. `gold_passage_index` is the corpus row of `gold_passage_id` (-1 for the instance memory,
     whose rows are training examples, not passages)."""
-    passage_ids = None if model_args.objective == "etrag" else index.passage_ids
+    passage_ids = None if model_args.reads_instance_memory else index.passage_ids
     return tokenize_qa_dataset(
         examples,
         tokenizers.retriever,
@@ -118,7 +118,7 @@ def training_dataset(
     """Model columns only. For `etrag`, examples that are rows of the instance memory (`in_memory`: the training
     set) carry their row as `memory_index`, so that they never retrieve themselves."""
     tokenized = tokenize_examples(examples, tokenizers, model_args, index)
-    if model_args.objective == "etrag" and in_memory:
+    if model_args.reads_instance_memory and in_memory:
         tokenized = add_memory_index(tokenized)
     return tokenized.select_columns([c for c in MODEL_COLUMNS if c in tokenized.column_names])
 

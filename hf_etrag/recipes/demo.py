@@ -215,7 +215,7 @@ def prepare_demo(settings: DemoSettings) -> PreparedDemo:
         f"{len(kb.corpus)} passages, {len(kb.train)} training and {len(kb.test)} held-out questions; "
         f"models: {described}"
     )
-    collator = EtragDataCollator(model._retriever_pad, model.generator_pad_id)
+    collator = EtragDataCollator(model.retriever_pad_id, model.generator_pad_id)
     return PreparedDemo(model, tokenizer, corpus, train, test, collator, description, kb)
 
 

@@ -16,14 +16,12 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-import torch
 from datasets import Dataset
 from transformers import set_seed
 
 from ..adapters.apply import PeftArguments, apply_peft
 from ..evaluation.checkpoint import evaluate_model
 from ..modeling.model import EtragModel
-from ..objectives import build_objective
 from ..training.arguments import EtragTrainingArguments
 from ..training.callbacks import refresh_index
 from ..training.trainer import EtragTrainer
@@ -45,13 +43,12 @@ def _reader_only(model: EtragModel) -> Iterator[None]:
     objective, auxiliary = model.objective, model.auxiliary_losses
     trainable = {name: p.requires_grad for name, p in model.named_parameters()}
     try:
-        model.objective = build_objective("rag_sequence")
-        model.auxiliary_losses = torch.nn.ModuleDict()
+        model.set_objective("rag_sequence")
         for name, parameter in model.named_parameters():
             parameter.requires_grad_(name.startswith("generator.") and trainable.get(name, False))
         yield
     finally:
-        model.objective, model.auxiliary_losses = objective, auxiliary
+        model.set_objective(objective, auxiliary)
         for name, parameter in model.named_parameters():
             parameter.requires_grad_(trainable[name])
 
@@ -114,7 +111,7 @@ def run_training(
     index = build_index(data_args, model_args, tokenizers, train_examples)
     model.set_index(index)
     # ETRAG with k = 0 never reads the memory; it is kept (unencoded) for its labels, used by the evaluation.
-    retrieves = not (model_args.objective == "etrag" and model_args.n_docs == 0)
+    retrieves = model_args.n_docs > 0  # 0 is valid only for etrag's no-retrieval baseline
     if retrieves:
         # Encode the index once before any step (the refresh callback would only do it with refresh_steps > 0).
         refresh_index(

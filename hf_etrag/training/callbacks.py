@@ -42,7 +42,7 @@ def refresh_index(
         fresh, encoded_here = encode_corpus_sharded(
             model.encode_passages,
             index.retriever_tokens,
-            pad_id=model._retriever_pad,
+            pad_id=model.retriever_pad_id,
             dim=model.document_encoder.config.hidden_size,
             batch_size=batch_size,
             device=device,

@@ -74,7 +74,7 @@ class EtragTrainer(Trainer):
         if index is not None:
             model.set_index(index)
         if data_collator is None:
-            data_collator = EtragDataCollator(model._retriever_pad, model.generator_pad_id)
+            data_collator = EtragDataCollator(model.retriever_pad_id, model.generator_pad_id)
         super().__init__(model=model, args=args, data_collator=data_collator, **kwargs)
         self._metrics: dict[str, dict[str, list[float]]] = {
             "train": defaultdict(list),
@@ -149,7 +149,7 @@ class EtragTrainer(Trainer):
             return
         saved = PassageIndex.load(folder)
         model = self.etrag_model
-        current = model._index
+        current = model.attached_index
         if current is None:
             model.set_index(saved)
         elif current.passage_ids != saved.passage_ids:
@@ -308,7 +308,7 @@ class EtragTrainer(Trainer):
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
         super()._save(output_dir, state_dict)
         output_dir = output_dir if output_dir is not None else self.args.output_dir
-        index = self.etrag_model._index
+        index = self.etrag_model.attached_index
         if (
             self.args.should_save
             and getattr(self.args, "save_index_with_checkpoints", False)

@@ -33,9 +33,8 @@ def _hf_rag(rag_class, model):
 )
 def test_loss_equals_transformers_get_nll(model_and_index, qa_train, objective, rag_class):
     model, _ = model_and_index
-    from hf_etrag.objectives import build_objective
 
-    model.objective = build_objective(objective)
+    model.set_objective(objective)
     model.eval()
     batch = first_batch(qa_train, n=4)
     batch.pop("gold_passage_index")

@@ -97,7 +97,7 @@ def test_query_side_training_scores_kept_passages_with_the_current_encoder(token
     output = model(**batch)
     rows = output.retrieved_doc_indices
     query_vectors = model.encode_queries(batch["input_ids"], batch["attention_mask"])
-    ids, mask = _base_index.retriever_tokens.batch(rows.flatten().numpy(), model._retriever_pad)
+    ids, mask = _base_index.retriever_tokens.batch(rows.flatten().numpy(), model.retriever_pad_id)
     with torch.no_grad():
         current = model.encode_passages(ids, mask).view(*rows.shape, -1)
     stored = torch.from_numpy(_base_index.embeddings[rows.flatten().numpy()]).view(*rows.shape, -1)
