@@ -2,9 +2,9 @@
 template `hf_etrag/hub/templates/model_card.md` (field reference: `model_cards/README.md` in the repository).
 
 [`card_data_from_model`] reads what the model knows (objective, bases, PEFT adapters, retrieval settings);
-[`card_data_from_trainer`] adds the run: datasets, hyperparameters that differ from `TrainingArguments`' defaults,
-and the metrics of the last evaluation (`trainer.state.log_history`, and `metrics.json` in `output_dir` when
-`hf-etrag evaluate` wrote one).
+[`add_run_facts`] adds what the trainer hands it as plain data: datasets, hyperparameters that differ from
+`TrainingArguments`' defaults, and the metrics of the last evaluation (the trainer's log history, and
+`metrics.json` in `output_dir` when `hf-etrag evaluate` wrote one). Nothing here calls back into the trainer.
 """
 
 from __future__ import annotations
@@ -24,13 +24,12 @@ from huggingface_hub import ModelCardData
 from ..adapters.apply import adapter_parts
 
 if TYPE_CHECKING:
-    from ..modeling.model import EtragModel
-    from ..training.trainer import EtragTrainer
+    from transformers import PreTrainedModel
 
 __all__ = [
     "EtragCardData",
+    "add_run_facts",
     "card_data_from_model",
-    "card_data_from_trainer",
     "render_model_card",
     "write_model_card",
 ]
@@ -91,9 +90,10 @@ class EtragCardData:
 
 
 def card_data_from_model(
-    model: EtragModel, model_name: str, repo_id: str | None = None, tags: list[str] | None = None
+    model: PreTrainedModel, model_name: str, repo_id: str | None = None, tags: list[str] | None = None
 ) -> EtragCardData:
-    """Card facts that the model itself holds: objective, retrieval settings, bases, adapters, citations."""
+    """Card facts that the model (an [`EtragModel`]) itself holds: objective, retrieval settings, bases, adapters,
+    citations."""
     config = model.config
     adapted = adapter_parts(model)
     parts = (
@@ -147,50 +147,34 @@ def card_data_from_model(
     )
 
 
-def card_data_from_trainer(
-    trainer: EtragTrainer,
-    model_name: str,
+def add_run_facts(
+    data: EtragCardData,
+    *,
     datasets: list[str] | None = None,
-    tags: list[str] | None = None,
     has_index: bool = False,
+    shared_tokenizer: bool | None = None,
+    trained_parts: list[str] | None = None,
+    training_args: Any = None,
+    log_history: list[dict[str, Any]] | None = None,
+    output_dir: str | Path | None = None,
 ) -> EtragCardData:
-    """Card facts of a training run: the model's, plus datasets, hyperparameters and the last evaluation."""
-    model = trainer.etrag_model
-    repo_id = getattr(trainer, "hub_model_id", None) or trainer.args.hub_model_id or model_name
-    data = card_data_from_model(model, model_name, repo_id=repo_id, tags=tags)
+    """Add the facts of a training run, handed over as plain data by [`EtragTrainer.create_model_card`]:
+    datasets, the tokenizer set-up, the trained parts, hyperparameters (from `training_args`) and the last
+    evaluation (`log_history`, and `output_dir/metrics.json`)."""
     data.datasets = list(datasets or [])
     data.has_index = has_index
-    shared = getattr(trainer.processing_class, "shared", None)
-    data.shared_tokenizer = shared if isinstance(shared, bool) else None
-    data.trained_parts = sorted(
-        {name.split(".")[0] for name, p in model.named_parameters() if p.requires_grad}
-    )
-    data.hyperparameters = training_hyperparameters(trainer.args)
-    data.evaluations = last_evaluations(trainer.state.log_history, Path(trainer.args.output_dir))
+    data.shared_tokenizer = shared_tokenizer
+    data.trained_parts = trained_parts
+    if training_args is not None:
+        data.hyperparameters = training_hyperparameters(training_args)
+    if output_dir is not None:
+        data.evaluations = last_evaluations(list(log_history or []), Path(output_dir))
     return data
 
 
-def write_model_card(
-    trainer: EtragTrainer,
-    model_name: str | None = None,
-    dataset_name: str | list[str] | None = None,
-    tags: str | list[str] | None = None,
-    language: str | list[str] | None = None,
-    license: str | None = None,
-    has_index: bool = False,
-) -> Path:
-    """Render the card of `trainer`'s run into `output_dir/README.md` ([`EtragTrainer.create_model_card`])."""
-    output_dir = Path(trainer.args.output_dir)
-    model_name = model_name or (trainer.args.hub_model_id or output_dir.name).split("/")[-1]
-    datasets = [dataset_name] if isinstance(dataset_name, str) else list(dataset_name or [])
-    data = card_data_from_trainer(
-        trainer,
-        model_name,
-        datasets=datasets,
-        tags=[tags] if isinstance(tags, str) else tags,
-        has_index=has_index,
-    )
-    data.language, data.license = language, license
+def write_model_card(data: EtragCardData, output_dir: str | Path) -> Path:
+    """Render `data` into `output_dir/README.md`."""
+    output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     path = output_dir / "README.md"
     path.write_text(render_model_card(data), encoding="utf-8")

@@ -7,7 +7,8 @@ states and `checkpoint-*` folders stay local. `EtragModel.from_pretrained(repo_i
 `EtragTokenizers.from_pretrained(repo_id)` and `PassageIndex.from_pretrained(repo_id)` read it back.
 
 All calls go through a fresh `huggingface_hub.HfApi`, so `HF_ENDPOINT` (a mirror, or the local test server in
-`tests/hub_server.py`) is honoured.
+`tests/hub_server.py`) is honoured. [`EtragTrainer.push_to_hub`] owns a training run's push and uses the two
+functions below; nothing here calls back into the trainer.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import os
 import tempfile
 from concurrent.futures import Future
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from huggingface_hub import CommitInfo, HfApi
 
@@ -26,13 +27,11 @@ from .model_card import card_data_from_model, render_model_card
 
 if TYPE_CHECKING:
     from ..modeling.tokenization import EtragTokenizers
-    from ..training.trainer import EtragTrainer
 
 __all__ = [
     "EtragHubMixin",
     "create_model_repo",
     "upload_model_folder",
-    "push_trainer_to_hub",
     "MODEL_PATTERNS",
     "INDEX_FOLDER",
 ]
@@ -98,42 +97,6 @@ def upload_model_folder(
         revision=revision,
         create_pr=create_pr,
         run_as_future=not blocking,
-    )
-
-
-def push_trainer_to_hub(
-    trainer: EtragTrainer,
-    commit_message: str | None = "End of training",
-    blocking: bool = True,
-    token: str | None = None,
-    revision: str | None = None,
-    private: bool | None = None,
-    push_index: bool = False,
-    **card_kwargs: Any,
-) -> CommitInfo | Future | None:
-    """[`EtragTrainer.push_to_hub`]: `Trainer.push_to_hub`'s steps (save, card, upload) with this module's file
-    list, so that `training_args.bin` (a pickle) and other run files stay local. Returns `None` off the main process."""
-    args = trainer.args
-    trainer.callback_handler.on_push_begin(args, trainer.state, trainer.control)
-    token = token if token is not None else args.hub_token
-    name = args.hub_model_id or Path(args.output_dir).absolute().name
-    card_kwargs.setdefault("model_name", name.split("/")[-1])
-    trainer.save_model(_internal_call=True)
-    if not trainer.is_world_process_zero():
-        return None
-    private = private if private is not None else args.hub_private_repo
-    # Created before the card is written: the card's usage snippet names the full repo id.
-    trainer.hub_model_id = create_model_repo(name, private=private, token=token)
-    trainer.create_model_card(has_index=push_index, **card_kwargs)
-    trainer._finish_current_push()  # a checkpoint push still running must not race this commit
-    return upload_model_folder(
-        args.output_dir,
-        trainer.hub_model_id,
-        push_index=push_index,
-        commit_message=commit_message,
-        token=token,
-        revision=revision if revision is not None else args.hub_revision,
-        blocking=blocking,
     )
 
 

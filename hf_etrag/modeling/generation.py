@@ -43,7 +43,10 @@ class EtragModel(Protocol):
     def score_documents(self, query_vectors: torch.Tensor, doc_vectors: torch.Tensor) -> torch.Tensor: ...
 
     def build_contexts(
-        self, generator_input_ids: torch.Tensor, generator_attention_mask: torch.Tensor, doc_indices: torch.Tensor
+        self,
+        generator_input_ids: torch.Tensor,
+        generator_attention_mask: torch.Tensor,
+        doc_indices: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]: ...
 
 

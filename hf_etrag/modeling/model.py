@@ -146,7 +146,9 @@ class EtragModel(EtragHubMixin, EtragAdapterMixin, EtragPreTrainedModel):
                 objective.setup(self)
         self.objective = objective
         self.auxiliary_losses = (
-            auxiliary_losses if isinstance(auxiliary_losses, nn.ModuleDict) else nn.ModuleDict(auxiliary_losses or {})
+            auxiliary_losses
+            if isinstance(auxiliary_losses, nn.ModuleDict)
+            else nn.ModuleDict(auxiliary_losses or {})
         )
 
     # ---- construction -------------------------------------------------------------------------------
@@ -219,7 +221,9 @@ class EtragModel(EtragHubMixin, EtragAdapterMixin, EtragPreTrainedModel):
         the wrong rows."""
         if index is not None:
             stores = [("retriever_input_ids", index.retriever_tokens, "doc_encoder")]
-            if self.objective.generator_reads_passages:  # ETRAG's memory reaches the generator as soft prompts only
+            if (
+                self.objective.generator_reads_passages
+            ):  # ETRAG's memory reaches the generator as soft prompts only
                 shared = index.generator_tokens is index.retriever_tokens
                 column = "retriever_input_ids" if shared else "generator_input_ids"
                 stores.append((column, index.generator_tokens, "generator"))

@@ -145,4 +145,6 @@ class ModelDrivenObjective(Objective):
         prefix_allowed_tokens_fn: Callable[[int, torch.Tensor], list[int]] | None = None,
     ) -> torch.Tensor:
         """`(B, L)` answers, for objectives with `decodes_itself`."""
-        raise NotImplementedError(f"{type(self).__name__} does not decode itself (`decodes_itself` is False).")
+        raise NotImplementedError(
+            f"{type(self).__name__} does not decode itself (`decodes_itself` is False)."
+        )

@@ -180,7 +180,9 @@ class EtragLoss(ModelDrivenObjective):
         read = (read_positions + n_prompts).unsqueeze(-1).expand(-1, -1, logits.size(-1))
         return logits.gather(1, read), selection, scores
 
-    def model_loss(self, model: RetrieverGenerator, query_vectors: torch.Tensor, batch: dict[str, torch.Tensor]):
+    def model_loss(
+        self, model: RetrieverGenerator, query_vectors: torch.Tensor, batch: dict[str, torch.Tensor]
+    ):
         labels = batch["labels"]
         if model.config.is_seq2seq_generator:
             inputs_embeds, attention, selection, scores = self.soft_prompted_inputs(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 import pyarrow.compute as pc
@@ -15,8 +16,8 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from ..adapters.checkpoint import is_adapter_checkpoint
 from ..data.collator import EtragDataCollator
-from ..hub.model_card import write_model_card
-from ..hub.push import INDEX_FOLDER, push_trainer_to_hub
+from ..hub.model_card import add_run_facts, card_data_from_model, write_model_card
+from ..hub.push import INDEX_FOLDER, create_model_repo, upload_model_folder
 from ..modeling.model import EtragModel, EtragOutput
 from ..modeling.tokenization import EtragTokenizers
 from ..retrieval.index import PassageIndex
@@ -345,8 +346,30 @@ class EtragTrainer(Trainer):
         """Write `output_dir/README.md`: objective, retriever and generator bases, PEFT adapters, training data
         (`dataset_name`), hyperparameters, the last evaluation's metrics and a usage snippet; see
         `model_cards/README.md`. `has_index`: the card tells users to load the pushed `passage_index/`."""
-        if self.is_world_process_zero():
-            write_model_card(self, model_name, dataset_name, tags, language, license, has_index)
+        if not self.is_world_process_zero():
+            return
+        output_dir = Path(self.args.output_dir)
+        model_name = model_name or (self.args.hub_model_id or output_dir.name).split("/")[-1]
+        model = self.etrag_model
+        repo_id = getattr(self, "hub_model_id", None) or self.args.hub_model_id or model_name
+        data = card_data_from_model(
+            model, model_name, repo_id=repo_id, tags=[tags] if isinstance(tags, str) else tags
+        )
+        shared = getattr(self.processing_class, "shared", None)
+        add_run_facts(
+            data,
+            datasets=[dataset_name] if isinstance(dataset_name, str) else list(dataset_name or []),
+            has_index=has_index,
+            shared_tokenizer=shared if isinstance(shared, bool) else None,
+            trained_parts=sorted(
+                {name.split(".")[0] for name, p in model.named_parameters() if p.requires_grad}
+            ),
+            training_args=self.args,
+            log_history=self.state.log_history,
+            output_dir=output_dir,
+        )
+        data.language, data.license = language, license
+        write_model_card(data, output_dir)
 
     def push_to_hub(
         self,
@@ -360,7 +383,29 @@ class EtragTrainer(Trainer):
     ):
         """Save the model (with the tokenizers of an `EtragTokenizers` `processing_class`), write the model card
         and upload exactly the files listed in `hf_etrag.hub.push` to `args.hub_model_id` (default: the name of
-        `output_dir`); `push_index` adds `passage_index/`. `kwargs` go to [`create_model_card`]."""
-        return push_trainer_to_hub(
-            self, commit_message, blocking, token, revision, private, push_index, **kwargs
+        `output_dir`); `push_index` adds `passage_index/`. `kwargs` go to [`create_model_card`].
+
+        `Trainer.push_to_hub`'s steps (save, card, upload) with that file list, so that `training_args.bin` (a
+        pickle) and other run files stay local. Returns `None` off the main process."""
+        args = self.args
+        self.callback_handler.on_push_begin(args, self.state, self.control)
+        token = token if token is not None else args.hub_token
+        name = args.hub_model_id or Path(args.output_dir).absolute().name
+        kwargs.setdefault("model_name", name.split("/")[-1])
+        self.save_model(_internal_call=True)
+        if not self.is_world_process_zero():
+            return None
+        private = private if private is not None else args.hub_private_repo
+        # Created before the card is written: the card's usage snippet names the full repo id.
+        self.hub_model_id = create_model_repo(name, private=private, token=token)
+        self.create_model_card(has_index=push_index, **kwargs)
+        self._finish_current_push()  # a checkpoint push still running must not race this commit
+        return upload_model_folder(
+            args.output_dir,
+            self.hub_model_id,
+            push_index=push_index,
+            commit_message=commit_message,
+            token=token,
+            revision=revision if revision is not None else args.hub_revision,
+            blocking=blocking,
         )
