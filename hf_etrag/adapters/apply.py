@@ -17,14 +17,10 @@ import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from peft import LoraConfig, PeftConfig, PeftModel, get_peft_config, get_peft_model
 from peft.utils import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as DEFAULT_LORA_TARGETS
 from transformers import PreTrainedModel
-
-if TYPE_CHECKING:
-    from ..modeling.model import EtragModel
 
 logger = logging.getLogger(__name__)
 
@@ -172,17 +168,17 @@ def _as_peft_config(value: PeftConfig | dict | str | None, name: str) -> PeftCon
     return get_peft_config(dict(value))
 
 
-def adapter_parts(model: EtragModel) -> dict[str, PeftModel]:
+def adapter_parts(model: PreTrainedModel) -> dict[str, PeftModel]:
     """The parts of `model` that carry PEFT adapters, by attribute name."""
     return {name: part for name in ADAPTER_PARTS if isinstance(part := getattr(model, name, None), PeftModel)}
 
 
 def apply_peft(
-    model: EtragModel,
+    model: PreTrainedModel,
     config: PeftArguments | PeftConfig | None = None,
     retriever_config: PeftConfig | None = None,
     encoders: Sequence[str] | None = None,
-) -> EtragModel:
+) -> PreTrainedModel:
     """Wrap the generator and/or the retriever encoders of `model` with PEFT adapters, in place.
 
     Args:
