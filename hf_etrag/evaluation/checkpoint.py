@@ -25,14 +25,14 @@ from ..atomic import atomic_directory
 from ..data.collator import EtragDataCollator
 from ..data.labels import LabelConstraint
 from ..data.relation import verbalize_labels
+from ..data.tasks import Predictions, TaskScores, get_task
 from ..modeling.model import EtragModel
 from ..modeling.tokenization import EtragTokenizers
 from ..recipes.arguments import DataArguments, ModelArguments, load_saved_recipe
-from ..recipes.data import load_examples, negative_label_for, tokenize_examples
+from ..recipes.data import load_examples, tokenize_examples
 from ..retrieval.index import PassageIndex
 from ..training.trainer import INDEX_FOLDER
 from .report import ReportInputs, write_report
-from .scoring import Predictions, TaskScores, score_passage_task, score_relation_extraction
 
 __all__ = ["RECALL_KS", "evaluate_checkpoint", "evaluate_model", "predict"]
 
@@ -113,10 +113,11 @@ def _score(
     relation_labels: list[str] | None,
 ) -> tuple[TaskScores, int]:
     n_generate = min(len(test), generation_limit or len(test))
+    task = get_task(data_args.task)
     constraint, negative = None, None
-    if data_args.task == "relation_extraction":
+    if task.constrains_to_labels:
         labels = relation_labels or sorted(set(test["label"]))
-        negative = negative_label_for(data_args, labels)
+        negative = task.negative_label(labels, data_args)
         constraint = LabelConstraint.from_labels(verbalize_labels(labels), tokenizers.generator_tokenizer)
     predictions = predict(
         model,
@@ -129,11 +130,8 @@ def _score(
         batch_size=batch_size,
         show_progress=show_progress,
     )
-    shown = 5
-    if data_args.task == "relation_extraction":
-        return score_relation_extraction(test, predictions, model.index, negative, shown), n_generate
     ks = () if model.objective.reads_instance_memory else RECALL_KS
-    return score_passage_task(data_args.task, test, predictions, model.index, ks, shown), n_generate
+    return task.score(test, predictions, model.index, ks, shown=5, negative_label=negative), n_generate
 
 
 def evaluate_model(

@@ -31,6 +31,7 @@ from transformers import HfArgumentParser
 
 from ..adapters.apply import PeftArguments
 from ..data.relation import DEFAULT_RELATION_TEMPLATE
+from ..data.tasks import get_task
 from ..objectives.registry import available_objectives, objective_class
 from ..training.arguments import EtragTrainingArguments
 
@@ -305,7 +306,7 @@ class DataArguments:
             raise ValueError(
                 "`train_source` must be set: a file, a folder (+ `train_split`) or a Hub dataset id."
             )
-        if self.task in ("open_qa", "dialogue") and not self.corpus_source:
+        if get_task(self.task).index_kind == "passages" and not self.corpus_source:
             raise ValueError(
                 f"task {self.task!r} retrieves passages: set `corpus_source` (e.g. a corpus.jsonl)."
             )
@@ -315,7 +316,7 @@ class DataArguments:
                 raise ValueError(f"`{name}` must be >= 1 or null (all); got {value}.")
         if self.reader_warmup_steps < 0:
             raise ValueError(f"`reader_warmup_steps` must be >= 0; got {self.reader_warmup_steps}.")
-        if self.reader_warmup_steps and self.task == "relation_extraction":
+        if self.reader_warmup_steps and not get_task(self.task).has_gold_passages:
             raise ValueError(
                 "`reader_warmup_steps` reads gold passages, which relation extraction has none of; set it to 0."
             )
@@ -341,7 +342,7 @@ class Recipe:
     def __post_init__(self) -> None:
         objective, task = self.model.objective, self.data.task
         capabilities = objective_class(objective)
-        if task == "relation_extraction" and not capabilities.reads_instance_memory:
+        if get_task(task).index_kind == "instances" and not capabilities.reads_instance_memory:
             raise ValueError(
                 f"task 'relation_extraction' retrieves training instances, and only `objective: etrag` keeps an "
                 f"example from retrieving itself (with its own label); got objective {objective!r}. Use etrag "

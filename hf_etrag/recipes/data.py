@@ -10,16 +10,10 @@ from __future__ import annotations
 
 from datasets import Dataset
 
-from ..data.adapters import (
-    SEMEVAL_NEGATIVE_LABEL,
-    TACRED_NEGATIVE_LABEL,
-    load_corpus,
-    load_dialogue,
-    load_open_qa,
-    load_relation_extraction,
-)
+from ..data.adapters import load_corpus
 from ..data.memory import add_memory_index, build_instance_memory
 from ..data.qa import tokenize_qa_dataset
+from ..data.tasks import get_task
 from ..modeling.tokenization import EtragTokenizers
 from ..retrieval.index import PassageIndex, tokenize_corpus
 from .arguments import DataArguments, ModelArguments
@@ -28,7 +22,6 @@ __all__ = [
     "MODEL_COLUMNS",
     "build_index",
     "load_examples",
-    "negative_label_for",
     "reader_warmup_dataset",
     "tokenize_examples",
     "training_dataset",
@@ -51,18 +44,7 @@ def load_examples(
     data_args: DataArguments, source: str, split: str | None, limit: int | None = None
 ) -> Dataset:
     """Examples of the recipe's task in the QA schema (`question`, `answers`, ...), first `limit` only."""
-    if data_args.task == "relation_extraction":
-        return load_relation_extraction(source, split, template=data_args.relation_template, limit=limit)
-    if data_args.task == "open_qa":
-        return load_open_qa(source, split, limit=limit)
-    return load_dialogue(source, split, max_history_turns=data_args.max_history_turns, limit=limit)
-
-
-def negative_label_for(data_args: DataArguments, labels: list[str]) -> str:
-    """The relation label micro-F1 leaves out: the recipe's, else SemEval's `Other` or TACRED's `no_relation`."""
-    if data_args.negative_label is not None:
-        return data_args.negative_label
-    return SEMEVAL_NEGATIVE_LABEL if SEMEVAL_NEGATIVE_LABEL in labels else TACRED_NEGATIVE_LABEL
+    return get_task(data_args.task).load(source, split, limit, data_args)
 
 
 def build_index(

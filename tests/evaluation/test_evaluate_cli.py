@@ -15,7 +15,7 @@ from transformers import BartForConditionalGeneration, BertModel
 
 from hf_etrag import PassageIndex
 from hf_etrag.cli import main
-from hf_etrag.evaluation.scoring import Predictions, score_passage_task, score_relation_extraction
+from hf_etrag.data.tasks.scoring import Predictions, score_passage_task, score_relation_extraction
 from hf_etrag.tiny_models import tiny_bart_config, tiny_bert_config, train_wordpiece_tokenizer
 
 ROLES = {"Cause-Effect(e1,e2)": "{} caused the {}", "Component-Whole(e1,e2)": "{} is a part of the {}"}

@@ -9,39 +9,19 @@ scalar metrics, the figures' data and one record per example (for `predictions.j
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from statistics import fmean
 from typing import Any
 
 from datasets import Dataset
 
-from ..metrics.dialogue import dialogue_scores
-from ..metrics.qa import squad_scores
-from ..metrics.relation_extraction import per_relation_f1, re_micro_prf
-from ..metrics.retrieval import gold_rank, retrieval_scores
-from ..retrieval.index import PassageIndex
+from ...metrics.relation_extraction import per_relation_f1, re_micro_prf
+from ...metrics.retrieval import gold_rank, retrieval_scores
+from ...retrieval.index import PassageIndex
+from .base import Predictions, TaskScores, get_task
 
 __all__ = ["Predictions", "TaskScores", "score_passage_task", "score_relation_extraction"]
 
 _SNIPPET = 160  # characters of a retrieved passage shown per example
-
-
-@dataclass
-class Predictions:
-    """What [`predict`] collected: for every example the top `depth` index rows (best first); for the first
-    `len(texts)` examples the generated text (relation extraction: the raw label)."""
-
-    retrieved: list[list[int]]
-    texts: list[str]
-
-
-@dataclass
-class TaskScores:
-    metrics: dict[str, float | None]
-    records: list[dict[str, Any]]
-    recall_at_k: dict[int, float] = field(default_factory=dict)
-    per_relation: dict[str, dict[str, float]] = field(default_factory=dict)
-    share_by_rank: dict[str, list[float]] = field(default_factory=dict)
 
 
 class _Rows:
@@ -81,10 +61,7 @@ def score_passage_task(
     """Open QA or dialogue: answer quality on the generated subset, retrieval on every example with a gold."""
     n_generated = len(predictions.texts)
     answers = list(test["answers"])[:n_generated]
-    if task == "dialogue":
-        metrics: dict[str, float | None] = dict(dialogue_scores(predictions.texts, answers))
-    else:
-        metrics = dict(squad_scores(predictions.texts, answers))
+    metrics: dict[str, float | None] = dict(get_task(task).answer_scores(predictions.texts, answers))
     golds = list(test["gold_passage_index"])
     with_gold = [i for i, g in enumerate(golds) if g >= 0]
     curve: dict[int, float] = {}
