@@ -1,8 +1,9 @@
-"""`hf-etrag evaluate`: score a trained model folder on a test split and write `metrics.json`, the predictions
-and a Markdown report with figures.
+"""The one evaluation path: predict (retrieve + generate) on a test split, score it with its task and write
+`metrics.json`, the predictions and a Markdown report with figures.
 
-[`evaluate_checkpoint`] loads what `hf-etrag train` saved (the model, `passage_index/`, both tokenizers and
-`etrag_recipe.json`) and calls [`evaluate_model`], which `run_training` also calls on the model in memory. The
+[`evaluate_model`] scores a model (index attached) on a tokenised test split; the objective and `n_docs` come from
+the model itself (`model.config`, `model.objective`), the task settings are arguments. `hf-etrag evaluate`
+(`hf_etrag.recipes.evaluate.evaluate_checkpoint`) and `run_training` call it through the recipe layer. The
 output folder (default `<checkpoint>/evaluation-<split>`) is written atomically: into a temporary sibling first,
 then renamed into place, so a failed evaluation never leaves a half-written report behind.
 
@@ -25,16 +26,12 @@ from ..atomic import atomic_directory
 from ..data.collator import EtragDataCollator
 from ..data.labels import LabelConstraint
 from ..data.relation import verbalize_labels
-from ..data.tasks import Predictions, TaskScores, get_task
+from ..data.tasks import Predictions, TaskScores, TaskSettings, get_task
 from ..modeling.model import EtragModel
 from ..modeling.tokenization import EtragTokenizers
-from ..recipes.arguments import DataArguments, ModelArguments, load_saved_recipe
-from ..recipes.data import load_examples, tokenize_examples
-from ..retrieval.index import PassageIndex
-from ..training.trainer import INDEX_FOLDER
 from .report import ReportInputs, write_report
 
-__all__ = ["RECALL_KS", "evaluate_checkpoint", "evaluate_model", "predict"]
+__all__ = ["RECALL_KS", "evaluate_model", "predict", "reading_depth", "split_name_of"]
 
 RECALL_KS = (1, 2, 5, 10, 20)
 METRICS_FILE = "metrics.json"
@@ -89,43 +86,52 @@ def predict(
     return Predictions(retrieved, texts)
 
 
-def _split_name(source: str, split: str | None) -> str:
+def split_name_of(source: str, split: str | None) -> str:
+    """The name of a test split in reports: the split of a folder, the stem of a file, else the split."""
     if split and os.path.isdir(source):
         return split
     return Path(source).stem if os.path.exists(source) else (split or "test")
 
 
-def _retrieval_depth(model: EtragModel, model_args: ModelArguments) -> int:
+def reading_depth(model: EtragModel) -> int:
+    """The passages (instances) the model reads per query: `config.n_docs`, or the objective's own option for it
+    (`n_docs_option`: ETRAG's `k`, 0 for the no-retrieval baseline)."""
+    option = model.objective.n_docs_option
+    return int(getattr(model.objective, option)) if option is not None else model.config.n_docs
+
+
+def _retrieval_depth(model: EtragModel) -> int:
     if model.objective.reads_instance_memory:
-        return model_args.n_docs  # the instances ETRAG reads (0: none)
+        return reading_depth(model)  # the instances ETRAG reads (0: none)
     return min(max(RECALL_KS), len(model.index))
 
 
 def _score(
     model: EtragModel,
     tokenizers: EtragTokenizers,
-    model_args: ModelArguments,
-    data_args: DataArguments,
+    task_name: str,
+    task_settings: TaskSettings,
     test: Dataset,
     generation_limit: int | None,
     batch_size: int,
     show_progress: bool,
     relation_labels: list[str] | None,
+    max_new_tokens: int,
 ) -> tuple[TaskScores, int]:
     n_generate = min(len(test), generation_limit or len(test))
-    task = get_task(data_args.task)
+    task = get_task(task_name)
     constraint, negative = None, None
     if task.constrains_to_labels:
         labels = relation_labels or sorted(set(test["label"]))
-        negative = task.negative_label(labels, data_args)
+        negative = task.negative_label(labels, task_settings)
         constraint = LabelConstraint.from_labels(verbalize_labels(labels), tokenizers.generator_tokenizer)
     predictions = predict(
         model,
         test,
         tokenizers.generator_tokenizer,
-        depth=_retrieval_depth(model, model_args),
+        depth=_retrieval_depth(model),
         n_generate=n_generate,
-        max_new_tokens=data_args.max_new_tokens,
+        max_new_tokens=max_new_tokens,
         label_constraint=constraint,
         batch_size=batch_size,
         show_progress=show_progress,
@@ -137,50 +143,47 @@ def _score(
 def evaluate_model(
     model: EtragModel,
     tokenizers: EtragTokenizers,
-    model_args: ModelArguments,
-    data_args: DataArguments,
+    test: Dataset,
+    *,
+    task: str,
+    task_settings: TaskSettings,
+    source: str,
+    split: str | None,
     checkpoint_dir: str | os.PathLike,
     output_dir: str | os.PathLike | None = None,
-    test_source: str | None = None,
-    test_split: str | None = None,
-    limit: int | None = None,
     generation_limit: int | None = None,
     batch_size: int = 16,
     show_progress: bool = False,
     relation_labels: list[str] | None = None,
+    max_new_tokens: int = 24,
+    report_examples: int = 5,
 ) -> dict[str, Any]:
-    """Score `model` (index attached) on a test split of the recipe's task and write the evaluation folder.
+    """Score `model` (index attached) on `test`, a tokenised test split (text columns kept) of `task` read from
+    `source`/`split`, and write the evaluation folder.
 
-    `test_source`/`test_split`/`limit`/`generation_limit` default to the recipe's `test_*` settings;
-    `relation_labels` (relation extraction) is the label set decoding is restricted to (default: the training
-    labels stored in the instance memory). Returns the metrics written to `metrics.json`."""
-    source = test_source or data_args.test_source
-    if not source:
-        raise ValueError("No test data: give `test_source` (the recipe has no `test_source` either).")
-    split = test_split or data_args.test_split
-    limit = limit if limit is not None else data_args.test_limit
-    generation_limit = generation_limit if generation_limit is not None else data_args.test_generation_limit
+    `task_settings` are the task's options (a recipe's `DataArguments`: `negative_label`, ...); `relation_labels`
+    (relation extraction) is the label set decoding is restricted to (default: the training labels stored in the
+    instance memory). Returns the metrics written to `metrics.json`."""
     if relation_labels is None and "label" in model.index.corpus.column_names:
         relation_labels = sorted(set(model.index.corpus["label"]))
-    examples = load_examples(data_args, source, split, limit)
-    test = tokenize_examples(examples, tokenizers, model_args, model.index)
     scores, n_generated = _score(
         model,
         tokenizers,
-        model_args,
-        data_args,
+        task,
+        task_settings,
         test,
         generation_limit,
         batch_size,
         show_progress,
         relation_labels,
+        max_new_tokens,
     )
-    split_name = _split_name(source, split)
+    split_name = split_name_of(source, split)
     settings = {
         "checkpoint": str(Path(checkpoint_dir).resolve()),
-        "task": data_args.task,
-        "objective": model_args.objective,
-        "n_docs": model_args.n_docs,
+        "task": task,
+        "objective": model.config.objective,
+        "n_docs": reading_depth(model),
         "test_source": source,
         "split": split_name,
         "n_examples": len(test),
@@ -203,56 +206,14 @@ def evaluate_model(
         write_report(
             tmp,
             ReportInputs(
-                title=f"{Path(checkpoint_dir).name}: {data_args.task} on {split_name}",
+                title=f"{Path(checkpoint_dir).name}: {task} on {split_name}",
                 settings=settings,
                 metrics=scores.metrics,
                 recall_at_k=scores.recall_at_k,
                 per_relation=scores.per_relation,
                 share_by_rank=scores.share_by_rank,
-                examples=scores.records[: data_args.report_examples],
+                examples=scores.records[:report_examples],
                 trainer_states=states,
             ),
         )
     return metrics
-
-
-def evaluate_checkpoint(
-    checkpoint_dir: str | os.PathLike,
-    output_dir: str | os.PathLike | None = None,
-    test_source: str | None = None,
-    test_split: str | None = None,
-    limit: int | None = None,
-    generation_limit: int | None = None,
-    batch_size: int | None = None,
-    device: str | None = None,
-    show_progress: bool = True,
-) -> dict[str, Any]:
-    """Load a folder written by `hf-etrag train` and score it (see [`evaluate_model`])."""
-    checkpoint = Path(checkpoint_dir)
-    saved = load_saved_recipe(checkpoint)
-    index_folder = checkpoint / INDEX_FOLDER
-    if not index_folder.is_dir():
-        raise FileNotFoundError(
-            f"{checkpoint} has no {INDEX_FOLDER}/: train with `save_index_with_checkpoints: true` (the default)."
-        )
-    model = EtragModel.from_pretrained(str(checkpoint))
-    model.set_index(PassageIndex.load(index_folder))
-    tokenizers = EtragTokenizers.from_pretrained(checkpoint)
-    training = saved.get("training", {})
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() and not training.get("use_cpu") else "cpu"
-    model.to(device)
-    return evaluate_model(
-        model,
-        tokenizers,
-        saved["model"],
-        saved["data"],
-        checkpoint_dir=checkpoint,
-        output_dir=output_dir,
-        test_source=test_source,
-        test_split=test_split,
-        limit=limit,
-        generation_limit=generation_limit,
-        batch_size=batch_size or training.get("per_device_eval_batch_size", 16),
-        show_progress=show_progress,
-    )

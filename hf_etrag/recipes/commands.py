@@ -90,7 +90,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from ..evaluation.checkpoint import evaluate_checkpoint
+    from .evaluate import evaluate_checkpoint
 
     metrics = evaluate_checkpoint(
         args.checkpoint,

@@ -20,13 +20,13 @@ from datasets import Dataset
 from transformers import set_seed
 
 from ..adapters.apply import PeftArguments, apply_peft
-from ..evaluation.checkpoint import evaluate_model
 from ..modeling.model import EtragModel
 from ..training.arguments import EtragTrainingArguments
 from ..training.callbacks import refresh_index
 from ..training.trainer import EtragTrainer
 from .arguments import DataArguments, ModelArguments, Recipe
 from .data import build_index, load_examples, reader_warmup_dataset, training_dataset
+from .evaluate import evaluate_recipe_model
 
 __all__ = ["run_training", "READER_WARMUP_FOLDER"]
 
@@ -160,7 +160,7 @@ def run_training(
     recipe.save(training_args.output_dir)
     if not (training_args.do_predict and data_args.test_source):
         return None
-    return evaluate_model(
+    return evaluate_recipe_model(
         model,
         tokenizers,
         model_args,
