@@ -137,7 +137,7 @@ def _score(
         show_progress=show_progress,
     )
     ks = () if model.objective.reads_instance_memory else RECALL_KS
-    return task.score(test, predictions, model.index, ks, shown=5, negative_label=negative), n_generate
+    return task.score(test, predictions, model.index, ks=ks, shown=5, negative_label=negative), n_generate
 
 
 def evaluate_model(

@@ -15,7 +15,6 @@ name: `decoding`, `reads_instance_memory`, `generator_reads_passages`, `n_docs_o
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, Protocol
 
@@ -137,14 +136,10 @@ class ModelDrivenObjective(Objective):
         rows of the passages the objective read."""
 
     def generate(
-        self,
-        model: RetrieverGenerator,
-        batch: dict[str, torch.Tensor],
-        max_new_tokens: int,
-        num_beams: int = 1,
-        prefix_allowed_tokens_fn: Callable[[int, torch.Tensor], list[int]] | None = None,
+        self, model: RetrieverGenerator, batch: dict[str, torch.Tensor], max_new_tokens: int, **kwargs: Any
     ) -> torch.Tensor:
-        """`(B, L)` answers, for objectives with `decodes_itself`."""
+        """`(B, L)` answers, for objectives with `decodes_itself`; `kwargs`: `num_beams`,
+        `prefix_allowed_tokens_fn` (a `LabelConstraint`'s, seeing the decoder start token first)."""
         raise NotImplementedError(
             f"{type(self).__name__} does not decode itself (`decodes_itself` is False)."
         )

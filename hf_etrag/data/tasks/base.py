@@ -71,15 +71,10 @@ class Task(ABC):
 
     @abstractmethod
     def score(
-        self,
-        test: Dataset,
-        predictions: Predictions,
-        index: PassageIndex,
-        ks: tuple[int, ...],
-        shown: int = 5,
-        negative_label: str | None = None,
+        self, test: Dataset, predictions: Predictions, index: PassageIndex, **options: Any
     ) -> TaskScores:
-        """Metrics, figure data and one record per example of a predicted test split."""
+        """Metrics, figure data and one record per example of a predicted test split. `options`: `ks` (the
+        recall@k cut-offs), `shown` (retrieved rows shown per record), `negative_label` (tasks with labels)."""
 
     def negative_label(self, labels: Sequence[str], settings: TaskSettings) -> str | None:
         """The label that micro-F1 leaves out (`None`: the task has no labels)."""

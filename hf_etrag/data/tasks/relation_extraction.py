@@ -4,6 +4,7 @@ retrieved training instances; micro P/R/F1 without the negative label."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from datasets import Dataset
 
@@ -30,12 +31,8 @@ class RelationExtraction(Task):
         return SEMEVAL_NEGATIVE_LABEL if SEMEVAL_NEGATIVE_LABEL in labels else TACRED_NEGATIVE_LABEL
 
     def score(
-        self,
-        test: Dataset,
-        predictions: Predictions,
-        index: PassageIndex,
-        ks: tuple[int, ...],
-        shown: int = 5,
-        negative_label: str | None = None,
+        self, test: Dataset, predictions: Predictions, index: PassageIndex, **options: Any
     ) -> TaskScores:
-        return score_relation_extraction(test, predictions, index, negative_label, shown)
+        return score_relation_extraction(
+            test, predictions, index, options["negative_label"], options.get("shown", 5)
+        )
