@@ -78,7 +78,7 @@ def _diagnose(args: argparse.Namespace) -> None:
     import torch
 
     from .data.memory import build_instance_memory
-    from .diagnostics import HEADER, retriever_gradient_variance
+    from .evaluation.diagnostics import HEADER, retriever_gradient_variance
     from .objectives import objective_class
     from .recipes.demo import DemoSettings, prepare_demo
     from .retrieval.index import PassageIndex

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .modeling.model import EtragModel
-from .retrieval.index import PassageIndex
-from .training.callbacks import refresh_index
+from ..modeling.model import EtragModel
+from ..retrieval.index import PassageIndex
+from ..training.callbacks import refresh_index
 
 __all__ = ["GradientVariance", "retriever_gradient_variance"]
 
