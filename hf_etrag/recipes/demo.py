@@ -10,7 +10,6 @@ few minutes, so only the pretrained set-up shows the figures quoted in the READM
 from __future__ import annotations
 
 import copy
-import importlib.util
 import logging
 import tempfile
 import time
@@ -34,10 +33,11 @@ from ..evaluation.qa import evaluate_qa
 from ..modeling.configuration import EtragConfig
 from ..modeling.model import EtragModel
 from ..retrieval.index import PassageIndex, tokenize_corpus
-from ..tiny_models import MINILM_PACKAGE, tiny_bart_config, tiny_bert_config, train_wordpiece_tokenizer
+from ..tiny_models import tiny_bart_config, tiny_bert_config, train_wordpiece_tokenizer
 from ..training.arguments import EtragTrainingArguments
 from ..training.callbacks import refresh_index
 from ..training.trainer import EtragTrainer
+from .models import minilm_path
 
 __all__ = ["DemoSettings", "run_demo"]
 
@@ -59,10 +59,11 @@ class DemoSettings:
 
 
 def _minilm_path() -> str | None:
-    if importlib.util.find_spec(MINILM_PACKAGE) is None:
+    """The MiniLM package's folder (the recipes' default retriever), or `None` when it is not installed."""
+    try:
+        return minilm_path()
+    except FileNotFoundError:
         return None
-    module = importlib.import_module(MINILM_PACKAGE)
-    return str(module.get_model_path()) if hasattr(module, "get_model_path") else str(module.MODEL_DIR)
 
 
 def build_demo_model(
