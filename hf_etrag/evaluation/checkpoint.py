@@ -27,6 +27,7 @@ from ..data.collator import EtragDataCollator
 from ..data.labels import LabelConstraint
 from ..data.relation import verbalize_labels
 from ..data.tasks import Predictions, TaskScores, TaskSettings, get_task
+from ..files import METRICS_FILE, PREDICTIONS_FILE, READER_WARMUP_FOLDER
 from ..modeling.model import EtragModel
 from ..modeling.tokenization import EtragTokenizers
 from .report import ReportInputs, write_report
@@ -34,8 +35,6 @@ from .report import ReportInputs, write_report
 __all__ = ["RECALL_KS", "evaluate_model", "predict", "reading_depth", "split_name_of"]
 
 RECALL_KS = (1, 2, 5, 10, 20)
-METRICS_FILE = "metrics.json"
-PREDICTIONS_FILE = "predictions.jsonl"
 
 
 @torch.no_grad()
@@ -196,7 +195,7 @@ def evaluate_model(
     checkpoint = Path(checkpoint_dir)
     states = {
         "training": checkpoint / "trainer_state.json",
-        "reader warm-up": checkpoint / "reader_warmup" / "trainer_state.json",
+        "reader warm-up": checkpoint / READER_WARMUP_FOLDER / "trainer_state.json",
     }
     with atomic_directory(target, keep_other_entries=False) as tmp:
         (tmp / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")

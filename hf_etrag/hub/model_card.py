@@ -22,6 +22,7 @@ import jinja2
 from huggingface_hub import ModelCardData
 
 from ..adapters.apply import adapter_parts
+from ..files import METRICS_FILE, MODEL_CARD_FILE
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
@@ -34,7 +35,6 @@ __all__ = [
     "write_model_card",
 ]
 
-METRICS_FILE = "metrics.json"
 # Always shown, even at their defaults: what a reader needs to reproduce a run.
 CORE_HYPERPARAMETERS = (
     "learning_rate",
@@ -176,7 +176,7 @@ def write_model_card(data: EtragCardData, output_dir: str | Path) -> Path:
     """Render `data` into `output_dir/README.md`."""
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    path = output_dir / "README.md"
+    path = output_dir / MODEL_CARD_FILE
     path.write_text(render_model_card(data), encoding="utf-8")
     return path
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from huggingface_hub import CommitInfo, HfApi
 
 from ..adapters.checkpoint import CHECKPOINT_PATTERNS
-from ..modeling.tokenization import GENERATOR_TOKENIZER_FOLDER, RETRIEVER_TOKENIZER_FOLDER
+from ..files import GENERATOR_TOKENIZER_FOLDER, INDEX_FOLDER, MODEL_CARD_FILE, RETRIEVER_TOKENIZER_FOLDER
 from .model_card import card_data_from_model, render_model_card
 
 if TYPE_CHECKING:
@@ -36,8 +36,7 @@ __all__ = [
     "INDEX_FOLDER",
 ]
 
-INDEX_FOLDER = "passage_index"
-MODEL_CARD = "README.md"
+MODEL_CARD = MODEL_CARD_FILE
 MODEL_PATTERNS = [
     *CHECKPOINT_PATTERNS,
     MODEL_CARD,

@@ -13,10 +13,9 @@ from pathlib import Path
 from huggingface_hub import snapshot_download
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
-__all__ = ["EtragTokenizers", "RETRIEVER_TOKENIZER_FOLDER", "GENERATOR_TOKENIZER_FOLDER"]
+from ..files import GENERATOR_TOKENIZER_FOLDER, RETRIEVER_TOKENIZER_FOLDER
 
-RETRIEVER_TOKENIZER_FOLDER = "retriever_tokenizer"
-GENERATOR_TOKENIZER_FOLDER = "generator_tokenizer"
+__all__ = ["EtragTokenizers", "RETRIEVER_TOKENIZER_FOLDER", "GENERATOR_TOKENIZER_FOLDER"]
 
 
 @dataclass

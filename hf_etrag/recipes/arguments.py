@@ -32,6 +32,7 @@ from transformers import HfArgumentParser
 from ..adapters.apply import PeftArguments
 from ..data.relation import DEFAULT_RELATION_TEMPLATE
 from ..data.tasks import get_task
+from ..files import RECIPE_FILE
 from ..objectives.registry import available_objectives, objective_class
 from ..training.arguments import EtragTrainingArguments
 
@@ -46,7 +47,6 @@ __all__ = [
     "parse_recipe",
 ]
 
-RECIPE_FILE = "etrag_recipe.json"
 Task = Literal["relation_extraction", "open_qa", "dialogue"]
 TASKS: tuple[str, ...] = ("relation_extraction", "open_qa", "dialogue")
 

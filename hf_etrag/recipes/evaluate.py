@@ -10,10 +10,10 @@ from typing import Any
 import torch
 
 from ..evaluation.checkpoint import evaluate_model
+from ..files import INDEX_FOLDER
 from ..modeling.model import EtragModel
 from ..modeling.tokenization import EtragTokenizers
 from ..retrieval.index import PassageIndex
-from ..training.trainer import INDEX_FOLDER
 from .arguments import DataArguments, ModelArguments, load_saved_recipe
 from .data import load_examples, tokenize_examples
 

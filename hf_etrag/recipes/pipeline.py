@@ -20,6 +20,7 @@ from datasets import Dataset
 from transformers import set_seed
 
 from ..adapters.apply import PeftArguments, apply_peft
+from ..files import READER_WARMUP_FOLDER
 from ..modeling.model import EtragModel
 from ..training.arguments import EtragTrainingArguments
 from ..training.callbacks import refresh_index
@@ -31,8 +32,6 @@ from .evaluate import evaluate_recipe_model
 __all__ = ["run_training", "READER_WARMUP_FOLDER"]
 
 logger = logging.getLogger(__name__)
-
-READER_WARMUP_FOLDER = "reader_warmup"
 
 
 @contextlib.contextmanager

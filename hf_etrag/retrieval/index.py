@@ -20,6 +20,7 @@ from huggingface_hub import snapshot_download
 from transformers import PreTrainedTokenizerBase
 
 from ..atomic import atomic_directory
+from ..files import INDEX_FOLDER
 from .search_threads import faiss_threads_for
 from .token_store import TokenStore
 
@@ -182,7 +183,7 @@ class PassageIndex:
     def from_pretrained(
         cls,
         name_or_path: str | os.PathLike,
-        subfolder: str = "passage_index",
+        subfolder: str = INDEX_FOLDER,
         revision: str | None = None,
         token: str | bool | None = None,
         cache_dir: str | os.PathLike | None = None,

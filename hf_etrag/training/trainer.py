@@ -16,8 +16,9 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from ..adapters.checkpoint import is_adapter_checkpoint
 from ..data.collator import EtragDataCollator
+from ..files import INDEX_FOLDER
 from ..hub.model_card import add_run_facts, card_data_from_model, write_model_card
-from ..hub.push import INDEX_FOLDER, create_model_repo, upload_model_folder
+from ..hub.push import create_model_repo, upload_model_folder
 from ..modeling.model import EtragModel, EtragOutput
 from ..modeling.tokenization import EtragTokenizers
 from ..retrieval.index import PassageIndex
