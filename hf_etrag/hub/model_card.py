@@ -242,9 +242,9 @@ def _is_hub_id(name: str) -> bool:
 def _recorded_base(config: Any) -> str:
     """The checkpoint a part's weights were loaded from, as its config remembers it; for an encoder-decoder warm
     started from two checkpoints, both."""
-    if getattr(config, "_name_or_path", ""):
-        return str(config._name_or_path)
-    halves = [(h, getattr(getattr(config, h, None), "_name_or_path", "")) for h in ("encoder", "decoder")]
+    if getattr(config, "name_or_path", None):
+        return str(config.name_or_path)
+    halves = [(h, getattr(getattr(config, h, None), "name_or_path", "")) for h in ("encoder", "decoder")]
     return ", ".join(f"{half}: {name}" for half, name in halves if name)
 
 
