@@ -129,13 +129,11 @@ class EtragModel(EtragHubMixin, EtragAdapterMixin, EtragPreTrainedModel):
         A name builds the registered objective with `objective_kwargs` and, for a [`ModelDrivenObjective`],
         sets it up for this model (a fresh posterior encoder, projection...); an objective instance is installed
         as it is (already set up, e.g. one taken from this model before). `config` is not changed."""
-        if isinstance(objective, str):
+        fresh = isinstance(objective, str)
+        if fresh:
             objective = build_objective(objective, **objective_kwargs)
-            fresh = True
         elif objective_kwargs:
             raise ValueError("`objective_kwargs` apply to an objective given by name, not to an instance.")
-        else:
-            fresh = False
         if isinstance(objective, ModelDrivenObjective):
             if auxiliary_losses:
                 raise ValueError(
@@ -145,11 +143,7 @@ class EtragModel(EtragHubMixin, EtragAdapterMixin, EtragPreTrainedModel):
             if fresh:
                 objective.setup(self)
         self.objective = objective
-        self.auxiliary_losses = (
-            auxiliary_losses
-            if isinstance(auxiliary_losses, nn.ModuleDict)
-            else nn.ModuleDict(auxiliary_losses or {})
-        )
+        self.auxiliary_losses = nn.ModuleDict(auxiliary_losses or {})
 
     # ---- construction -------------------------------------------------------------------------------
     @classmethod
@@ -446,7 +440,7 @@ class EtragModel(EtragHubMixin, EtragAdapterMixin, EtragPreTrainedModel):
         if len(self.auxiliary_losses):
             auxiliary = {
                 name: self._contrastive_terms(loss, query_vectors, doc_vectors, gold_passage_index)
-                if name == "contrastive"
+                if loss.reads_vectors
                 else loss(inputs)
                 for name, loss in self.auxiliary_losses.items()
             }

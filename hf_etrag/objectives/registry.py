@@ -10,9 +10,19 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .base import Objective
 
-__all__ = ["register_objective", "available_objectives", "build_objective", "objective_class"]
+__all__ = [
+    "AUXILIARY_LOSSES",
+    "available_objectives",
+    "build_auxiliary_loss",
+    "build_objective",
+    "objective_class",
+    "register_auxiliary_loss",
+    "register_objective",
+]
 
 _OBJECTIVES: dict[str, type[Objective]] = {}
+#: Auxiliary retriever losses (`EtragConfig.auxiliary_losses`), added to a top-K objective with a weight.
+AUXILIARY_LOSSES: dict[str, type[Any]] = {}
 
 
 def register_objective(name: str):
@@ -42,3 +52,20 @@ def objective_class(name: str) -> type[Objective]:
 
 def build_objective(name: str, **kwargs: Any) -> Objective:
     return objective_class(name)(**kwargs)
+
+
+def register_auxiliary_loss(name: str):
+    """Class decorator: make an auxiliary loss selectable in `EtragConfig(auxiliary_losses={name: weight})`."""
+
+    def decorator(cls: type[Any]) -> type[Any]:
+        cls.name = name
+        AUXILIARY_LOSSES[name] = cls
+        return cls
+
+    return decorator
+
+
+def build_auxiliary_loss(name: str, **kwargs: Any) -> Any:
+    if name not in AUXILIARY_LOSSES:
+        raise ValueError(f"Unknown auxiliary loss {name!r}; choose one of {sorted(AUXILIARY_LOSSES)}.")
+    return AUXILIARY_LOSSES[name](**kwargs)
