@@ -7,12 +7,14 @@ from .modeling.configuration import EtragConfig
 from .modeling.model import EtragModel, EtragOutput, EtragPreTrainedModel
 from .modeling.tokenization import EtragTokenizers
 from .objectives import available_objectives, build_objective, register_objective
+from .recipes.arguments import DataArguments, ModelArguments
 from .retrieval import PassageIndex, tokenize_corpus
 from .training.arguments import EtragTrainingArguments
 from .training.callbacks import IndexRefreshCallback
 from .training.trainer import EtragTrainer
 
 __all__ = [
+    "DataArguments",
     "EtragConfig",
     "EtragModel",
     "EtragOutput",
@@ -21,6 +23,7 @@ __all__ = [
     "EtragTrainer",
     "EtragTrainingArguments",
     "IndexRefreshCallback",
+    "ModelArguments",
     "PassageIndex",
     "PeftArguments",
     "apply_peft",
