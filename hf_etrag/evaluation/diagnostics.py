@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ..modeling.model import EtragModel
+from ..objectives.posterior import PosteriorRetrieverObjective
 from ..retrieval.index import PassageIndex
 from ..training.callbacks import refresh_index
 
@@ -73,7 +74,7 @@ def retriever_gradient_variance(
     _without_dropout(model)
     if part == "query_encoder":
         measured = model.query_encoder
-    elif part == "posterior_encoder" and getattr(model.objective, "posterior_encoder", None) is not None:
+    elif part == "posterior_encoder" and isinstance(model.objective, PosteriorRetrieverObjective):
         measured = model.objective.posterior_encoder
     else:
         raise ValueError(
