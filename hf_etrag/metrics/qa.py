@@ -7,9 +7,8 @@ Scores are fractions in `[0, 1]`, not the percentages printed by the official SQ
 import re
 import string
 from collections import Counter
-from statistics import fmean
 
-from hf_etrag.metrics._validation import as_str_list, check_same_length, check_str
+from hf_etrag.metrics._validation import mean_per_record
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCTUATION = frozenset(string.punctuation)
@@ -82,15 +81,4 @@ def squad_scores(predictions: list[str], references: list[str | list[str]]) -> d
     Raises `ValueError` on length mismatch or an empty gold list, and `TypeError` (naming the
     record index) when a record is not a string / list of strings. Empty inputs score 0.0.
     """
-    check_same_length("predictions", predictions, "references", references)
-    em_scores: list[float] = []
-    f1_scores: list[float] = []
-    for index, (prediction, reference) in enumerate(zip(predictions, references, strict=True)):
-        check_str(prediction, "predictions", index)
-        golds = as_str_list(reference, "references", index)
-        em_scores.append(exact_match(prediction, golds))
-        f1_scores.append(token_f1(prediction, golds))
-    return {
-        "exact_match": fmean(em_scores) if em_scores else 0.0,
-        "f1": fmean(f1_scores) if f1_scores else 0.0,
-    }
+    return mean_per_record(predictions, references, {"exact_match": exact_match, "f1": token_f1})
