@@ -6,7 +6,7 @@ deleting it, so e.g. "don't" is two tokens there and one here; expect small diff
 """
 
 from hf_etrag.metrics._validation import mean_per_record
-from hf_etrag.metrics.qa import normalize_answer, token_f1
+from hf_etrag.metrics.qa import normalize_answer, overlap_f1, token_f1
 
 
 def unigram_f1(prediction: str, reference: str | list[str]) -> float:
@@ -28,12 +28,9 @@ def _lcs_length(first: list[str], second: list[str]) -> int:
 
 
 def _rouge_l_single(prediction_tokens: list[str], reference_tokens: list[str]) -> float:
-    lcs = _lcs_length(prediction_tokens, reference_tokens)
-    if lcs == 0:
-        return 0.0
-    precision = lcs / len(prediction_tokens)
-    recall = lcs / len(reference_tokens)
-    return 2 * precision * recall / (precision + recall)
+    return overlap_f1(
+        _lcs_length(prediction_tokens, reference_tokens), len(prediction_tokens), len(reference_tokens)
+    )
 
 
 def rouge_l(prediction: str, reference: str | list[str]) -> float:

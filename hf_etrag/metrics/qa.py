@@ -45,11 +45,15 @@ def _tokens_f1(prediction_tokens: list[str], gold_tokens: list[str]) -> float:
     Returns 0.0 when the lists share no token, including when either is empty.
     """
     common = Counter(prediction_tokens) & Counter(gold_tokens)
-    num_same = sum(common.values())
-    if num_same == 0:
+    return overlap_f1(sum(common.values()), len(prediction_tokens), len(gold_tokens))
+
+
+def overlap_f1(overlap: int, n_predicted: int, n_reference: int) -> float:
+    """F1 of `overlap` shared tokens between a prediction and a reference of the given lengths (0.0 if none)."""
+    if overlap == 0:
         return 0.0
-    precision = num_same / len(prediction_tokens)
-    recall = num_same / len(gold_tokens)
+    precision = overlap / n_predicted
+    recall = overlap / n_reference
     return 2 * precision * recall / (precision + recall)
 
 
