@@ -1,6 +1,6 @@
 """Scoring targets under K contexts with a decoder-only generator: LM head on target positions only vs on all.
 
-`hf_etrag.generator_inputs.target_logprobs` right-aligns each (passage + query + target) row and asks the model
+`hf_etrag.modeling.contexts.target_logprobs` right-aligns each (passage + query + target) row and asks the model
 for the logits of the last T + 1 positions (`logits_to_keep`), so the vocabulary projection and the logits
 tensor cover the target, not the ~170 passage tokens before it. The peer is the same packed rows through the
 whole model with logits at every position, then gathered (what the library did before, and what a plain
@@ -20,7 +20,7 @@ import time
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from hf_etrag.generator_inputs import _gather_logprobs, append_targets, target_logprobs
+from hf_etrag.modeling.contexts import _gather_logprobs, append_targets, target_logprobs
 
 
 def make_parser() -> argparse.ArgumentParser:

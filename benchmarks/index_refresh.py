@@ -1,6 +1,6 @@
 """Index refresh throughput against the bare encoder forward pass over the same pre-tokenised passages.
 
-A full refresh (`hf_etrag.callbacks.refresh_index`) encodes every passage with the current document
+A full refresh (`hf_etrag.training.callbacks.refresh_index`) encodes every passage with the current document
 encoder, pools, normalises, computes the staleness against the stored embeddings and builds a new FAISS
 index. The peer is the encoder's own forward pass over the same length-bucketed batches and nothing else.
 Both run interleaved in one process (repeats alternate), so machine noise hits both alike; the ratio
@@ -22,9 +22,9 @@ from datasets import load_dataset
 from transformers import AutoModel, AutoTokenizer
 
 from hf_etrag import EtragConfig, EtragModel, PassageIndex, tokenize_corpus
-from hf_etrag.callbacks import refresh_index
 from hf_etrag.retrieval.encoding import length_bucketed_batches
 from hf_etrag.tiny_models import tiny_bart_config, tiny_bert_config, train_wordpiece_tokenizer
+from hf_etrag.training.callbacks import refresh_index
 
 DEFAULT_CORPUS = (
     Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "squad_open" / "corpus.jsonl"

@@ -68,11 +68,11 @@ def _overrides(strategy: str, args: argparse.Namespace, output_dir: str) -> list
 def run_strategy(strategy: str, args: argparse.Namespace, initial_embeddings=None) -> dict:
     from transformers import set_seed
 
-    from hf_etrag.callbacks import refresh_index
-    from hf_etrag.model_setup import build_model
-    from hf_etrag.recipes import parse_recipe
-    from hf_etrag.task_data import build_index, load_examples, training_dataset
-    from hf_etrag.trainer import EtragTrainer
+    from hf_etrag.recipes.arguments import parse_recipe
+    from hf_etrag.recipes.data import build_index, load_examples, training_dataset
+    from hf_etrag.recipes.models import build_model
+    from hf_etrag.training.callbacks import refresh_index
+    from hf_etrag.training.trainer import EtragTrainer
 
     with tempfile.TemporaryDirectory() as output_dir:
         recipe = parse_recipe(args.recipe, _overrides(strategy, args, output_dir))
@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> None:
         for every in (50, 100, 500):
             share = _derived_share(full, every)
             print(f"  derived: a full refresh every {every} steps would take {100 * share:.1f}% of wall time")
-    from hf_etrag.recipes import parse_recipe
+    from hf_etrag.recipes.arguments import parse_recipe
 
     recipe = parse_recipe(args.recipe, [])
     default = "full" if recipe.model.train_doc_encoder else "query_side"

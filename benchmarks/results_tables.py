@@ -95,7 +95,7 @@ def load_records(root: Path = RESULTS_ROOT) -> dict[str, list[dict]]:
         try:
             record = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as error:
-            raise SystemExit(f"{path}: not valid JSON ({error}); re-run benchmarks/run_recipes.py for it.")
+            raise SystemExit(f"{path}: not valid JSON ({error}); re-run benchmarks/run_recipes.py for it.") from None
         if "metrics" not in record:
             raise SystemExit(f"{path}: no `metrics` field; it was not written by benchmarks/run_recipes.py.")
         record["_seed_file"] = path.stem
@@ -106,7 +106,9 @@ def load_records(root: Path = RESULTS_ROOT) -> dict[str, list[dict]]:
 
 
 def summarise(records: list[dict], metric: str) -> Summary | None:
-    values = tuple(float(r["metrics"][metric]) for r in records if isinstance(r["metrics"].get(metric), int | float))
+    values = tuple(
+        float(r["metrics"][metric]) for r in records if isinstance(r["metrics"].get(metric), int | float)
+    )
     return Summary(values) if values else None
 
 
@@ -119,7 +121,9 @@ def _task_table(task: str, runs: dict[str, list[dict]]) -> list[str]:
     lines = [
         f"### {TASK_TITLES[task]}",
         "",
-        "| run | seeds | " + " | ".join(metrics) + " | scored (retrieval / generation) | steps | wall per run | load avg |",
+        "| run | seeds | "
+        + " | ".join(metrics)
+        + " | scored (retrieval / generation) | steps | wall per run | load avg |",
         "|---" * (len(metrics) + 6) + "|",
     ]
     for name, records in runs.items():
@@ -196,16 +200,22 @@ def render(runs: dict[str, list[dict]]) -> str:
 
 def splice(document: str, section: str) -> str:
     if BEGIN not in document or END not in document:
-        raise SystemExit(f"{RESULTS_DOC} has no generated section; add the lines\n{BEGIN}\n{END}\nwhere it goes.")
+        raise SystemExit(
+            f"{RESULTS_DOC} has no generated section; add the lines\n{BEGIN}\n{END}\nwhere it goes."
+        )
     head, rest = document.split(BEGIN, 1)
     _, tail = rest.split(END, 1)
     return head + section + tail
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--write", action="store_true", help="Replace the generated section of docs/results.md.")
+    mode.add_argument(
+        "--write", action="store_true", help="Replace the generated section of docs/results.md."
+    )
     mode.add_argument("--check", action="store_true", help="Exit 1 if docs/results.md is out of date.")
     args = parser.parse_args(argv)
     section = render(load_records())
@@ -216,7 +226,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         current = RESULTS_DOC.read_text(encoding="utf-8")
         if splice(current, section) != current:
-            print(f"{RESULTS_DOC} disagrees with docs/results/: run `python benchmarks/results_tables.py --write`.")
+            print(
+                f"{RESULTS_DOC} disagrees with docs/results/: run `python benchmarks/results_tables.py --write`."
+            )
             return 1
         print(f"{RESULTS_DOC} matches docs/results/ ({sum(map(len, load_records().values()))} records)")
         return 0

@@ -61,7 +61,7 @@ class _Encoder:
     def __init__(self, args: argparse.Namespace) -> None:
         from transformers import AutoModel, AutoTokenizer
 
-        from hf_etrag.model_setup import minilm_path
+        from hf_etrag.recipes.models import minilm_path
 
         self.tokenizer = AutoTokenizer.from_pretrained(minilm_path())
         self.model = AutoModel.from_pretrained(minilm_path())

@@ -58,10 +58,10 @@ from transformers import (
 )
 
 from hf_etrag import EtragConfig, EtragModel, EtragTrainer, EtragTrainingArguments, PassageIndex
-from hf_etrag.callbacks import refresh_index
 from hf_etrag.data import make_synthetic_knowledge_base, tokenize_qa_dataset
 from hf_etrag.retrieval import tokenize_corpus
 from hf_etrag.tiny_models import train_wordpiece_tokenizer
+from hf_etrag.training.callbacks import refresh_index
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "squad_open"
 

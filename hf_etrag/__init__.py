@@ -2,23 +2,28 @@
 
 __version__ = "0.1.0"
 
-from .callbacks import IndexRefreshCallback
-from .configuration_etrag import EtragConfig
-from .modeling_etrag import EtragModel, EtragOutput, EtragPreTrainedModel
+from .adapters.apply import PeftArguments, apply_peft
+from .modeling.configuration import EtragConfig
+from .modeling.model import EtragModel, EtragOutput, EtragPreTrainedModel
+from .modeling.tokenization import EtragTokenizers
 from .objectives import available_objectives, build_objective, register_objective
-from .peft_utils import PeftArguments, apply_peft
+from .recipes.arguments import DataArguments, ModelArguments
 from .retrieval import PassageIndex, tokenize_corpus
-from .trainer import EtragTrainer
-from .training_args import EtragTrainingArguments
+from .training.arguments import EtragTrainingArguments
+from .training.callbacks import IndexRefreshCallback
+from .training.trainer import EtragTrainer
 
 __all__ = [
+    "DataArguments",
     "EtragConfig",
     "EtragModel",
     "EtragOutput",
     "EtragPreTrainedModel",
+    "EtragTokenizers",
     "EtragTrainer",
     "EtragTrainingArguments",
     "IndexRefreshCallback",
+    "ModelArguments",
     "PassageIndex",
     "PeftArguments",
     "apply_peft",

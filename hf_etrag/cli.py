@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from .cli_recipes import add_recipe_commands, run_recipe_command
+from .recipes.commands import add_recipe_commands, run_recipe_command
 
 __all__ = ["main", "make_parser"]
 
@@ -78,8 +78,9 @@ def _diagnose(args: argparse.Namespace) -> None:
     import torch
 
     from .data.memory import build_instance_memory
-    from .demo import DemoSettings, prepare_demo
-    from .diagnostics import HEADER, retriever_gradient_variance
+    from .evaluation.diagnostics import HEADER, retriever_gradient_variance
+    from .objectives import objective_class
+    from .recipes.demo import DemoSettings, prepare_demo
     from .retrieval.index import PassageIndex
 
     settings = DemoSettings(
@@ -101,7 +102,7 @@ def _diagnose(args: argparse.Namespace) -> None:
     for spec in args.objectives or DEFAULT_DIAGNOSED:
         name, kwargs = parse_objective_spec(spec)
         index, objective_batch = None, batch
-        if name == "etrag":
+        if objective_class(name).reads_instance_memory:
             # ETRAG retrieves training instances: the memory is the training set, each with its answer, and
             # every example must not retrieve itself (the batch is the training set's first rows).
             index = PassageIndex(build_instance_memory(prepared.knowledge_base.train, prepared.tokenizer))
@@ -130,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command in ("train", "evaluate"):
         return run_recipe_command(args)
     if args.command == "demo":
-        from .demo import DemoSettings, run_demo
+        from .recipes.demo import DemoSettings, run_demo
 
         settings = DemoSettings()
         if args.people is not None:

@@ -3,7 +3,7 @@
 Offline, on CPU, in about a minute: a synthetic knowledge base, a tiny BERT retriever and a tiny BART generator
 (random weights saved as `tiny-bert/` and `tiny-bart/` in a scratch folder, so that the card names them as bases),
 LoRA on the generator, 30 training steps with an evaluation at the end, `evaluation-test/metrics.json` from
-`hf_etrag.evaluation.evaluate_qa`, then `EtragTrainer.create_model_card`.
+`hf_etrag.evaluation.qa.evaluate_qa`, then `EtragTrainer.create_model_card`.
 
     python model_cards/generate_example.py
 """
@@ -20,14 +20,14 @@ import torch
 from transformers import AutoModel, AutoModelForSeq2SeqLM
 
 from hf_etrag import EtragModel, PassageIndex, tokenize_corpus
-from hf_etrag.callbacks import refresh_index
+from hf_etrag.adapters.apply import PeftArguments, apply_peft
 from hf_etrag.data import make_synthetic_knowledge_base, tokenize_qa_dataset
-from hf_etrag.evaluation import evaluate_qa
-from hf_etrag.peft_utils import PeftArguments, apply_peft
+from hf_etrag.evaluation.qa import evaluate_qa
+from hf_etrag.modeling.tokenization import EtragTokenizers
 from hf_etrag.tiny_models import tiny_bart_config, tiny_bert_config, train_wordpiece_tokenizer
-from hf_etrag.tokenization import EtragTokenizers
-from hf_etrag.trainer import EtragTrainer
-from hf_etrag.training_args import EtragTrainingArguments
+from hf_etrag.training.arguments import EtragTrainingArguments
+from hf_etrag.training.callbacks import refresh_index
+from hf_etrag.training.trainer import EtragTrainer
 
 EXAMPLE = Path(__file__).resolve().parent / "example-tiny-lora-rag-sequence.md"
 DATASET = "hf_etrag.data.make_synthetic_knowledge_base(n_people=12, seed=1)"

@@ -14,10 +14,10 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from hf_etrag import EtragConfig, EtragModel, PassageIndex, tokenize_corpus  # noqa: E402
-from hf_etrag.callbacks import refresh_index  # noqa: E402
 from hf_etrag.data import make_synthetic_knowledge_base, tokenize_qa_dataset  # noqa: E402
 from hf_etrag.tiny_models import tiny_bart_config, tiny_bert_config, train_wordpiece_tokenizer  # noqa: E402
-from hf_etrag.training_args import EtragTrainingArguments  # noqa: E402
+from hf_etrag.training.arguments import EtragTrainingArguments  # noqa: E402
+from hf_etrag.training.callbacks import refresh_index  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -15,9 +15,9 @@ from transformers import TrainerCallback
 
 from hf_etrag import EtragModel, PassageIndex, tokenize_corpus
 from hf_etrag.data import EtragDataCollator, tokenize_qa_dataset
-from hf_etrag.tokenization import EtragTokenizers
-from hf_etrag.trainer import EtragTrainer
-from hf_etrag.training_args import EtragTrainingArguments
+from hf_etrag.modeling.tokenization import EtragTokenizers
+from hf_etrag.training.arguments import EtragTrainingArguments
+from hf_etrag.training.trainer import EtragTrainer
 
 from .conftest import make_config, make_training_args
 
@@ -173,7 +173,7 @@ def test_dialogue_with_empty_history(tmp_path):
 
 
 def test_unknown_yaml_key(tmp_path):
-    from hf_etrag.recipes import load_recipe_yaml
+    from hf_etrag.recipes.arguments import load_recipe_yaml
 
     path = tmp_path / "recipe.yaml"
     path.write_text("learning_rat: 1.0e-4\n")
@@ -295,7 +295,7 @@ def test_nonfinite_step_is_skipped_with_a_warning(tmp_path, model_and_index, qa_
     snapshots = _Snapshots()
     args = _args(tmp_path, max_steps=3)
     trainer = EtragTrainer(model, args, index=index, train_dataset=qa_train, callbacks=[snapshots])
-    with caplog.at_level(logging.WARNING, logger="hf_etrag.trainer"):
+    with caplog.at_level(logging.WARNING, logger="hf_etrag.training.trainer"):
         trainer.train()
     assert trainer.state.global_step == 3
     expected = "Non-finite loss (nan) at step 2" if where == "loss" else "Non-finite gradient at step 2"

@@ -40,9 +40,13 @@ def test_claims_need_a_difference_beyond_the_spread(tmp_path):
     _record(tmp_path, "squad_open_frozen_retriever", 1, **{"recall@5": 0.84, "exact_match": 0.27})
     _record(tmp_path, "squad_open_frozen_retriever", 2, **{"recall@5": 0.84, "exact_match": 0.28})
     runs = tables.load_records(tmp_path)
-    recall = tables.judge(tables.Comparison("recall@5", "squad_open_rag_sequence", "squad_open_frozen_retriever"), runs)
+    recall = tables.judge(
+        tables.Comparison("recall@5", "squad_open_rag_sequence", "squad_open_frozen_retriever"), runs
+    )
     assert "higher by more than the spread" in recall and "spread 0.010" in recall
-    em = tables.judge(tables.Comparison("exact_match", "squad_open_rag_sequence", "squad_open_frozen_retriever"), runs)
+    em = tables.judge(
+        tables.Comparison("exact_match", "squad_open_rag_sequence", "squad_open_frozen_retriever"), runs
+    )
     assert "within the spread: no claim" in em  # +0.005 against a 0.06 spread
     target = tables.check_target(tables.Target("squad_open_rag_sequence", "exact_match", 0.30), runs)
     assert "missed by 0.020" in target
@@ -54,5 +58,7 @@ def test_a_single_seed_supports_no_claim(tmp_path):
     tables = _tables()
     _record(tmp_path, "semeval_k5", 42, micro_f1=0.8, task="relation_extraction")
     _record(tmp_path, "semeval_k0", 42, micro_f1=0.5, task="relation_extraction")
-    line = tables.judge(tables.Comparison("micro_f1", "semeval_k5", "semeval_k0"), tables.load_records(tmp_path))
+    line = tables.judge(
+        tables.Comparison("micro_f1", "semeval_k5", "semeval_k0"), tables.load_records(tmp_path)
+    )
     assert "no spread, no claim" in line

@@ -12,7 +12,7 @@ import torch
 from transformers import AutoModel, AutoModelForCausalLM, AutoModelForSeq2SeqLM, GPT2Config
 
 from hf_etrag import EtragModel, PassageIndex
-from hf_etrag.peft_utils import adapter_parts
+from hf_etrag.adapters.apply import adapter_parts
 from hf_etrag.tiny_models import tiny_bart_config, tiny_bert_config
 
 

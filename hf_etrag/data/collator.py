@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from ..generator_inputs import IGNORE_INDEX
+from ..modeling.contexts import IGNORE_INDEX
 
 __all__ = ["EtragDataCollator"]
 

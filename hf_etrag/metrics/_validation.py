@@ -1,6 +1,8 @@
-"""Boundary checks shared by the metric modules, so every metric reports bad input the same way."""
+"""Boundary checks shared by the metric modules, so every metric reports bad input the same way, and the
+per-record loop of the corpus-level text metrics."""
 
-from collections.abc import Sized
+from collections.abc import Callable, Sequence, Sized
+from statistics import fmean
 
 
 def check_same_length(first_name: str, first: Sized, second_name: str, second: Sized) -> None:
@@ -45,3 +47,20 @@ def as_str_list(value: object, name: str, index: int) -> list[str]:
     if not value:
         raise ValueError(f"{name}[{index}] is empty; at least one reference is needed")
     return list(value)
+
+
+def mean_per_record(
+    predictions: Sequence[object],
+    references: Sequence[object],
+    scorers: dict[str, Callable[[str, list[str]], float]],
+) -> dict[str, float]:
+    """Check the records, score each prediction against its reference(s) with every scorer and return each
+    scorer's mean (0.0 when there are no records)."""
+    check_same_length("predictions", predictions, "references", references)
+    scores: dict[str, list[float]] = {name: [] for name in scorers}
+    for index, (prediction, reference) in enumerate(zip(predictions, references, strict=True)):
+        check_str(prediction, "predictions", index)
+        golds = as_str_list(reference, "references", index)
+        for name, scorer in scorers.items():
+            scores[name].append(scorer(prediction, golds))
+    return {name: fmean(values) if values else 0.0 for name, values in scores.items()}

@@ -5,10 +5,8 @@ KILT's downstream scorer does. ParlAI's own F1 replaces punctuation with a space
 deleting it, so e.g. "don't" is two tokens there and one here; expect small differences.
 """
 
-from statistics import fmean
-
-from hf_etrag.metrics._validation import as_str_list, check_same_length, check_str
-from hf_etrag.metrics.qa import normalize_answer, token_f1
+from hf_etrag.metrics._validation import mean_per_record
+from hf_etrag.metrics.qa import normalize_answer, overlap_f1, token_f1
 
 
 def unigram_f1(prediction: str, reference: str | list[str]) -> float:
@@ -30,12 +28,9 @@ def _lcs_length(first: list[str], second: list[str]) -> int:
 
 
 def _rouge_l_single(prediction_tokens: list[str], reference_tokens: list[str]) -> float:
-    lcs = _lcs_length(prediction_tokens, reference_tokens)
-    if lcs == 0:
-        return 0.0
-    precision = lcs / len(prediction_tokens)
-    recall = lcs / len(reference_tokens)
-    return 2 * precision * recall / (precision + recall)
+    return overlap_f1(
+        _lcs_length(prediction_tokens, reference_tokens), len(prediction_tokens), len(reference_tokens)
+    )
 
 
 def rouge_l(prediction: str, reference: str | list[str]) -> float:
@@ -58,15 +53,4 @@ def dialogue_scores(predictions: list[str], references: list[str | list[str]]) -
     and `TypeError` (naming the index) for records that are not strings / lists of strings.
     Empty inputs score 0.0.
     """
-    check_same_length("predictions", predictions, "references", references)
-    f1_scores: list[float] = []
-    rouge_scores: list[float] = []
-    for index, (prediction, reference) in enumerate(zip(predictions, references, strict=True)):
-        check_str(prediction, "predictions", index)
-        golds = as_str_list(reference, "references", index)
-        f1_scores.append(unigram_f1(prediction, golds))
-        rouge_scores.append(rouge_l(prediction, golds))
-    return {
-        "unigram_f1": fmean(f1_scores) if f1_scores else 0.0,
-        "rouge_l": fmean(rouge_scores) if rouge_scores else 0.0,
-    }
+    return mean_per_record(predictions, references, {"unigram_f1": unigram_f1, "rouge_l": rouge_l})

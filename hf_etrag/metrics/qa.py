@@ -7,9 +7,8 @@ Scores are fractions in `[0, 1]`, not the percentages printed by the official SQ
 import re
 import string
 from collections import Counter
-from statistics import fmean
 
-from hf_etrag.metrics._validation import as_str_list, check_same_length, check_str
+from hf_etrag.metrics._validation import mean_per_record
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCTUATION = frozenset(string.punctuation)
@@ -46,11 +45,15 @@ def _tokens_f1(prediction_tokens: list[str], gold_tokens: list[str]) -> float:
     Returns 0.0 when the lists share no token, including when either is empty.
     """
     common = Counter(prediction_tokens) & Counter(gold_tokens)
-    num_same = sum(common.values())
-    if num_same == 0:
+    return overlap_f1(sum(common.values()), len(prediction_tokens), len(gold_tokens))
+
+
+def overlap_f1(overlap: int, n_predicted: int, n_reference: int) -> float:
+    """F1 of `overlap` shared tokens between a prediction and a reference of the given lengths (0.0 if none)."""
+    if overlap == 0:
         return 0.0
-    precision = num_same / len(prediction_tokens)
-    recall = num_same / len(gold_tokens)
+    precision = overlap / n_predicted
+    recall = overlap / n_reference
     return 2 * precision * recall / (precision + recall)
 
 
@@ -82,15 +85,4 @@ def squad_scores(predictions: list[str], references: list[str | list[str]]) -> d
     Raises `ValueError` on length mismatch or an empty gold list, and `TypeError` (naming the
     record index) when a record is not a string / list of strings. Empty inputs score 0.0.
     """
-    check_same_length("predictions", predictions, "references", references)
-    em_scores: list[float] = []
-    f1_scores: list[float] = []
-    for index, (prediction, reference) in enumerate(zip(predictions, references, strict=True)):
-        check_str(prediction, "predictions", index)
-        golds = as_str_list(reference, "references", index)
-        em_scores.append(exact_match(prediction, golds))
-        f1_scores.append(token_f1(prediction, golds))
-    return {
-        "exact_match": fmean(em_scores) if em_scores else 0.0,
-        "f1": fmean(f1_scores) if f1_scores else 0.0,
-    }
+    return mean_per_record(predictions, references, {"exact_match": exact_match, "f1": token_f1})

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import ObjectiveInputs
+from .registry import AUXILIARY_LOSSES, build_auxiliary_loss, register_auxiliary_loss
 
 __all__ = [
     "AUXILIARY_LOSSES",
@@ -26,23 +27,6 @@ __all__ = [
     "build_auxiliary_loss",
     "combine_losses",
 ]
-
-AUXILIARY_LOSSES: dict[str, type] = {}
-
-
-def _register(name: str):
-    def decorator(cls: type) -> type:
-        cls.name = name
-        AUXILIARY_LOSSES[name] = cls
-        return cls
-
-    return decorator
-
-
-def build_auxiliary_loss(name: str, **kwargs: Any) -> nn.Module:
-    if name not in AUXILIARY_LOSSES:
-        raise ValueError(f"Unknown auxiliary loss {name!r}; choose one of {sorted(AUXILIARY_LOSSES)}.")
-    return AUXILIARY_LOSSES[name](**kwargs)
 
 
 def _check_temperature(arg: str, value: float) -> float:
@@ -81,13 +65,16 @@ class AuxiliaryLoss(nn.Module):
 
     name: ClassVar[str] = ""
     citation: ClassVar[str] = ""
+    #: Reads the raw query and passage vectors (`forward(query_vectors, passage_vectors, positive_index,
+    #: temperature)`) instead of the top-K scores (`forward(inputs: ObjectiveInputs)`).
+    reads_vectors: ClassVar[bool] = False
 
     def get_config_dict(self) -> dict[str, Any]:
         """Options shown on the model card."""
         return {}
 
 
-@_register("emdr2")
+@register_auxiliary_loss("emdr2")
 class Emdr2Loss(AuxiliaryLoss):
     r"""EMDR$^2$ retriever loss: the marginal likelihood with the generator held fixed.
 
@@ -117,7 +104,7 @@ class Emdr2Loss(AuxiliaryLoss):
         return {"emdr2_loss": -torch.logsumexp(loglik + doc_logprobs, dim=-1).mean()}
 
 
-@_register("pdist")
+@register_auxiliary_loss("pdist")
 class PerplexityDistillationLoss(AuxiliaryLoss):
     r"""Atlas perplexity distillation: pull the retriever towards the generator's passage posterior.
 
@@ -157,7 +144,7 @@ class PerplexityDistillationLoss(AuxiliaryLoss):
         return {"pdist_loss": _kl(log_target, log_retriever).mean()}
 
 
-@_register("lsr")
+@register_auxiliary_loss("lsr")
 class LsrLoss(AuxiliaryLoss):
     r"""REPLUG LM-supervised retrieval (LSR).
 
@@ -197,7 +184,7 @@ class LsrLoss(AuxiliaryLoss):
         return {"lsr_loss": _kl(log_retriever, log_lm).mean()}
 
 
-@_register("contrastive")
+@register_auxiliary_loss("contrastive")
 class ContrastiveLoss(AuxiliaryLoss):
     r"""DPR contrastive loss with in-batch negatives.
 
@@ -217,6 +204,7 @@ class ContrastiveLoss(AuxiliaryLoss):
         >>> ContrastiveLoss()(q, passages, torch.tensor([0, -1]), temperature=0.05, passage_ids=rows)
     """
 
+    reads_vectors: ClassVar[bool] = True
     citation: ClassVar[str] = """@inproceedings{karpukhin2020dpr,
   title     = {Dense Passage Retrieval for Open-Domain Question Answering},
   author    = {Karpukhin, Vladimir and O{\\u{g}}uz, Barlas and Min, Sewon and Lewis, Patrick and Wu, Ledell and

@@ -5,19 +5,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 
-from ..generator_inputs import IGNORE_INDEX, append_targets, left_padding_order
-from .base import RetrievalObjective
+from ..modeling.contexts import IGNORE_INDEX, append_targets, left_padding_order
+from .base import ModelDrivenObjective, RetrieverGenerator
 from .ops.soft_topk import soft_select, soft_topk
 from .registry import register_objective
-
-if TYPE_CHECKING:
-    from ..modeling_etrag import EtragModel
 
 __all__ = ["EtragLoss", "etrag_span_token_ids", "pool_spans", "span_masks"]
 
@@ -72,7 +69,7 @@ def pool_spans(hidden: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
 
 
 @register_objective("etrag")
-class EtragLoss(RetrievalObjective):
+class EtragLoss(ModelDrivenObjective):
     r"""ETRAG: select the k nearest training instances differentiably and read them as soft prompts.
 
     The model's index is the *instance memory*: one row per training example, `query [SEP] label words`
@@ -113,7 +110,10 @@ class EtragLoss(RetrievalObjective):
 
     citation: ClassVar[str] = _ETRAG_CITATION
     decoding = "soft_prompt"
-    needs_model: ClassVar[bool] = True
+    decodes_itself: ClassVar[bool] = True
+    reads_instance_memory: ClassVar[bool] = True
+    generator_reads_passages: ClassVar[bool] = False  # the memory reaches the generator as soft prompts only
+    n_docs_option: ClassVar[str | None] = "k"
 
     def __init__(
         self,
@@ -149,6 +149,10 @@ class EtragLoss(RetrievalObjective):
         self.prompt_projection: nn.Linear | None = None
         self.prompt_norm: nn.Parameter | None = None
 
+    @classmethod
+    def options_from_tokenizer(cls, retriever_tokenizer: Any) -> dict[str, Any]:
+        return {"span_token_ids": etrag_span_token_ids(retriever_tokenizer)}
+
     def get_config_dict(self) -> dict[str, Any]:
         return {
             "k": self.k,
@@ -159,13 +163,13 @@ class EtragLoss(RetrievalObjective):
             "span_token_ids": self.span_token_ids,
         }
 
-    def setup(self, model: EtragModel) -> None:
+    def setup(self, model: RetrieverGenerator) -> None:
         """Create the projection from retriever span vectors to generator input embeddings (the soft prompts)
         and the prompts' norm, initialised to the generator's mean token-embedding norm."""
         retriever_dim = model.query_encoder.config.hidden_size
         embeddings = model.generator.get_input_embeddings().weight
         self.prompt_projection = nn.Linear(retriever_dim, embeddings.shape[1])
-        self.prompt_projection._etrag_owned = True
+        self.prompt_projection.etrag_owned = True
         with torch.no_grad():
             mean_norm = embeddings.float().norm(dim=-1).mean()
         self.prompt_norm = nn.Parameter(mean_norm.reshape(()).clone())
@@ -174,7 +178,9 @@ class EtragLoss(RetrievalObjective):
     def _in_warmup(self) -> bool:
         return self.training and int(self.training_steps_seen) < self.retriever_warmup_steps
 
-    def candidate_rows(self, model: EtragModel, query_vectors: torch.Tensor, own_rows: torch.Tensor | None):
+    def candidate_rows(
+        self, model: RetrieverGenerator, query_vectors: torch.Tensor, own_rows: torch.Tensor | None
+    ):
         """`(B, M)` memory rows each query chooses from: its nearest stored rows, its own row left out."""
         memory_size = len(model.index)
         wanted = min(self.candidates, memory_size - (1 if own_rows is not None else 0))
@@ -207,7 +213,9 @@ class EtragLoss(RetrievalObjective):
         unique, first = np.unique(by_rank, return_index=True)
         return unique[np.argsort(first)]
 
-    def encode_candidates(self, model: EtragModel, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode_candidates(
+        self, model: RetrieverGenerator, rows: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Encode the candidate rows afresh: `(B, M, H)` retrieval vectors and `(B, M, 3, H)` span vectors
         (head, tail, label). Up to `instances_with_grad` distinct rows carry gradient, taken rank by rank
         (every query's first candidate, then every second, ...)."""
@@ -232,7 +240,7 @@ class EtragLoss(RetrievalObjective):
         return torch.cat(vectors)[lookup], torch.cat(spans)[lookup]
 
     def query_spans(
-        self, model: EtragModel, batch: dict[str, torch.Tensor]
+        self, model: RetrieverGenerator, batch: dict[str, torch.Tensor]
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """`(B, H)` query vectors and `(B, 3, H)` query span vectors (head, tail, whole sentence)."""
         ids, mask = batch["input_ids"], batch["attention_mask"]
@@ -242,7 +250,7 @@ class EtragLoss(RetrievalObjective):
         return model.pool_vectors(hidden, mask), torch.cat([spans[:, :2], whole], dim=1)
 
     def select(
-        self, model: EtragModel, query_vectors: torch.Tensor, own_rows: torch.Tensor | None
+        self, model: RetrieverGenerator, query_vectors: torch.Tensor, own_rows: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Soft-select k instances: `(r (B, 3k, H), D (B, k, M), scores (B, M), candidate rows (B, M))`."""
         rows = self.candidate_rows(model, query_vectors, own_rows)
@@ -256,7 +264,7 @@ class EtragLoss(RetrievalObjective):
         return retrieved.reshape(batch, 3 * self.k, -1), selection, scores, rows
 
     def soft_prompts(
-        self, model: EtragModel, batch: dict[str, torch.Tensor]
+        self, model: RetrieverGenerator, batch: dict[str, torch.Tensor]
     ) -> dict[str, torch.Tensor | None]:
         """`prompts (B, 3 + 3k, D)`: the projected query spans, then the k soft-selected instances' spans; with
         the selection `D`, the scores and the candidate rows (`None` when `k == 0`)."""
@@ -275,7 +283,7 @@ class EtragLoss(RetrievalObjective):
         return out
 
     def prompted_inputs(
-        self, model: EtragModel, ids: torch.Tensor, mask: torch.Tensor, prompts: torch.Tensor
+        self, model: RetrieverGenerator, ids: torch.Tensor, mask: torch.Tensor, prompts: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Encoder `inputs_embeds` and attention mask: each right-padded query row followed by its prompts."""
         embeds = model.generator.get_input_embeddings()(ids)
@@ -289,7 +297,7 @@ class EtragLoss(RetrievalObjective):
         return inputs_embeds, attention.to(mask.dtype)
 
     def generator_logits(
-        self, model: EtragModel, batch: dict[str, torch.Tensor], prompts: torch.Tensor
+        self, model: RetrieverGenerator, batch: dict[str, torch.Tensor], prompts: torch.Tensor
     ) -> torch.Tensor:
         """`(B, T, V)` teacher-forced logits of `batch["labels"]` given the query and `prompts`."""
         labels = batch["labels"]
@@ -316,7 +324,9 @@ class EtragLoss(RetrievalObjective):
         )
         return token_nll.sum(-1).mean()
 
-    def model_loss(self, model: EtragModel, query_vectors: torch.Tensor, batch: dict[str, torch.Tensor]):
+    def model_loss(
+        self, model: RetrieverGenerator, query_vectors: torch.Tensor, batch: dict[str, torch.Tensor]
+    ):
         labels = batch["labels"]
         warmup = self._in_warmup()
         generator_parameters = [p for p in model.generator.parameters() if p.requires_grad] if warmup else []
@@ -345,7 +355,7 @@ class EtragLoss(RetrievalObjective):
 
     @torch.no_grad()
     def diagnostics(
-        self, model: EtragModel, batch: dict[str, torch.Tensor], parts: dict, nll: torch.Tensor
+        self, model: RetrieverGenerator, batch: dict[str, torch.Tensor], parts: dict, nll: torch.Tensor
     ) -> dict[str, torch.Tensor]:
         """Does the generator read the retrieved prompts? NLL with another query's retrieved prompts (the
         batch rolled by one) minus the NLL with its own; and how hard the soft selection is."""
@@ -361,7 +371,7 @@ class EtragLoss(RetrievalObjective):
     @torch.no_grad()
     def generate(
         self,
-        model: EtragModel,
+        model: RetrieverGenerator,
         batch: dict[str, torch.Tensor],
         max_new_tokens: int,
         num_beams: int = 1,
@@ -395,7 +405,7 @@ class EtragLoss(RetrievalObjective):
 
 
 def _causal_generate(
-    model: EtragModel,
+    model: RetrieverGenerator,
     inputs_embeds: torch.Tensor,
     attention: torch.Tensor,
     max_new_tokens: int,

@@ -9,17 +9,14 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-from .base import RetrievalObjective
+from .base import ModelDrivenObjective, RetrieverGenerator
 from .ops.mis import metropolis_independence_sample
 from .registry import register_objective
-
-if TYPE_CHECKING:
-    from ..modeling_etrag import EtragModel
 
 __all__ = ["CandidateScores", "JsaLoss", "VragLoss", "PosteriorRetrieverObjective"]
 
@@ -64,10 +61,8 @@ def _mask_duplicates(indices: torch.Tensor) -> torch.Tensor:
     return ~(same & earlier).any(-1)
 
 
-class PosteriorRetrieverObjective(RetrievalObjective):
+class PosteriorRetrieverObjective(ModelDrivenObjective):
     """Shared machinery: the posterior encoder, the candidate set and the scores over it."""
-
-    needs_model: ClassVar[bool] = True
 
     def __init__(self, posterior_n_docs: int | None = None) -> None:
         super().__init__()
@@ -76,12 +71,12 @@ class PosteriorRetrieverObjective(RetrievalObjective):
         self.posterior_n_docs = posterior_n_docs
         self.posterior_encoder: nn.Module | None = None
 
-    def setup(self, model: EtragModel) -> None:
+    def setup(self, model: RetrieverGenerator) -> None:
         """Create the posterior query encoder, starting from the prior query encoder's weights."""
         self.posterior_encoder = copy.deepcopy(model.query_encoder)
 
     def posterior_inputs(
-        self, model: EtragModel, batch: dict[str, torch.Tensor]
+        self, model: RetrieverGenerator, batch: dict[str, torch.Tensor]
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The query joined with its target, in the retriever's vocabulary."""
         if batch.get("posterior_input_ids") is not None:
@@ -99,7 +94,7 @@ class PosteriorRetrieverObjective(RetrievalObjective):
             target = labels[row][labels[row] != -100]
             rows.append(torch.cat([query, target]))
         width = max(len(r) for r in rows)
-        joined = ids.new_full((len(rows), width), model._retriever_pad)
+        joined = ids.new_full((len(rows), width), model.retriever_pad_id)
         joined_mask = torch.zeros_like(joined)
         for row, tokens in enumerate(rows):
             joined[row, : len(tokens)] = tokens
@@ -107,12 +102,12 @@ class PosteriorRetrieverObjective(RetrievalObjective):
         return joined, joined_mask
 
     def score_candidates(
-        self, model: EtragModel, query_vectors: torch.Tensor, batch: dict[str, torch.Tensor]
+        self, model: RetrieverGenerator, query_vectors: torch.Tensor, batch: dict[str, torch.Tensor]
     ) -> CandidateScores:
         n_prior = model.config.n_docs
         n_posterior = self.posterior_n_docs or n_prior
         post_ids, post_mask = self.posterior_inputs(model, batch)
-        posterior_vectors = model._encode(self.posterior_encoder, post_ids, post_mask)
+        posterior_vectors = model.encode_with(self.posterior_encoder, post_ids, post_mask)
         candidates = torch.cat(
             [model.retrieve(query_vectors, n_prior), model.retrieve(posterior_vectors, n_posterior)], dim=1
         )
@@ -134,7 +129,7 @@ class PosteriorRetrieverObjective(RetrievalObjective):
         )
 
     def model_loss(
-        self, model: EtragModel, query_vectors: torch.Tensor, batch: dict[str, torch.Tensor]
+        self, model: RetrieverGenerator, query_vectors: torch.Tensor, batch: dict[str, torch.Tensor]
     ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
         """`(terms, doc_scores, doc_indices)`: the loss terms, and the prior's scores of the candidates."""
         scores = self.score_candidates(model, query_vectors, batch)

@@ -1,7 +1,7 @@
 """Encoding the corpus across processes: each process encodes one contiguous shard, and every process ends
 with all embeddings in corpus order (so every process builds the same FAISS index).
 
-Used by [`hf_etrag.callbacks.refresh_index`] under `accelerate launch` / `torchrun` (DDP, DeepSpeed ZeRO-2,
+Used by [`hf_etrag.training.callbacks.refresh_index`] under `accelerate launch` / `torchrun` (DDP, DeepSpeed ZeRO-2,
 FSDP2). Outside a multi-process job everything here reduces to the single-process path.
 """
 

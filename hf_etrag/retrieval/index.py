@@ -20,6 +20,7 @@ from huggingface_hub import snapshot_download
 from transformers import PreTrainedTokenizerBase
 
 from ..atomic import atomic_directory
+from ..files import INDEX_FOLDER
 from .search_threads import faiss_threads_for
 from .token_store import TokenStore
 
@@ -145,7 +146,7 @@ class PassageIndex:
         """Top-`k` inner-product search for `(B, H)` queries; returns `(scores, indices)`, both `(B, k)`."""
         if self.faiss_index is None:
             raise RuntimeError(
-                "The index has no embeddings yet: encode the corpus with `hf_etrag.callbacks.refresh_index(model)`, "
+                "The index has no embeddings yet: encode the corpus with `hf_etrag.training.callbacks.refresh_index(model)`, "
                 "train with `refresh_steps` > 0 (the refresh callback builds it before the first step), or call "
                 "`set_embeddings(...)`."
             )
@@ -182,7 +183,7 @@ class PassageIndex:
     def from_pretrained(
         cls,
         name_or_path: str | os.PathLike,
-        subfolder: str = "passage_index",
+        subfolder: str = INDEX_FOLDER,
         revision: str | None = None,
         token: str | bool | None = None,
         cache_dir: str | os.PathLike | None = None,
@@ -241,7 +242,7 @@ class PassageIndex:
 def _corrupt(path: Path, reason: str) -> ValueError:
     return ValueError(
         f"{path} is corrupt or truncated ({reason}), so the passage index in {path.parent} cannot be loaded. "
-        "Rebuild it: `PassageIndex(corpus)`, then `hf_etrag.callbacks.refresh_index(model)` and `save(...)` again "
+        "Rebuild it: `PassageIndex(corpus)`, then `hf_etrag.training.callbacks.refresh_index(model)` and `save(...)` again "
         "(or resume from an earlier checkpoint)."
     )
 

@@ -1,4 +1,4 @@
-"""One training run of a tiny EtragModel with index refresh, for `tests/test_multiprocess.py`.
+"""One training run of a tiny EtragModel with index refresh, for `tests/training/test_multiprocess.py`.
 
 Run it once under `accelerate launch` with two processes and once in a single process with twice the
 per-device batch: each process writes what the test compares (its final index embeddings, its parameters
@@ -27,7 +27,7 @@ import numpy as np
 from datasets import load_from_disk
 
 from hf_etrag import EtragModel, EtragTrainer, EtragTrainingArguments, PassageIndex
-from hf_etrag.callbacks import refresh_index
+from hf_etrag.training.callbacks import refresh_index
 
 
 def run_training(

@@ -1,0 +1,1 @@
+"""Evaluation: predict (retrieve + generate), task scoring, report."""

@@ -1,0 +1,1 @@
+"""Hub: push (with index and tokenizers) and the model card."""

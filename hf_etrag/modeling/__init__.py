@@ -1,0 +1,1 @@
+"""Model: EtragConfig, EtragModel, generation, passage contexts, tokenizers."""

@@ -1,0 +1,1 @@
+"""Recipes: arguments and YAML, model and data assembly, the train/evaluate pipeline."""

@@ -1,0 +1,125 @@
+"""The `train` and `evaluate` subcommands of `hf-etrag` (registered by `hf_etrag.cli`).
+
+```bash
+hf-etrag train recipes/squad_open_jsa.yaml --max_steps 10        # flags after the file override it
+accelerate launch -m hf_etrag.cli train recipes/squad_open_jsa.yaml
+hf-etrag evaluate runs/squad_open_jsa --limit 200                 # metrics.json + report.md + figures
+```
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+__all__ = ["add_recipe_commands", "run_recipe_command"]
+
+# Printed after a run: the headline figures of each task, where present.
+_HEADLINE = (
+    "micro_f1",
+    "exact_match",
+    "f1",
+    "unigram_f1",
+    "rouge_l",
+    "recall@1",
+    "recall@5",
+    "mrr",
+    "retrieved_same_label",
+)
+
+
+def add_recipe_commands(commands: Any) -> None:
+    """Add `train` and `evaluate` to the `hf-etrag` subparsers."""
+    train = commands.add_parser(
+        "train",
+        add_help=False,  # `--help` lists the recipe flags (HfArgumentParser's help), not this wrapper's
+        help="Train a recipe (YAML; flags after it override it), save the model and evaluate the test split.",
+    )
+    train.add_argument(
+        "config", nargs="?", default=None, help="Recipe YAML file, e.g. recipes/semeval_etrag.yaml."
+    )
+    # The recipe's own flags (--max_steps 10 ...) are not declared here: `hf_etrag.cli.main` passes the arguments
+    # this parser does not know on as `args.overrides`, to the recipe parser.
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="Score a model folder written by `hf-etrag train` on a test split: metrics.json and a Markdown report.",
+    )
+    evaluate.add_argument("checkpoint", help="Folder written by `hf-etrag train` (its output_dir).")
+    evaluate.add_argument("--output_dir", default=None, help="Default: <checkpoint>/evaluation-<split>.")
+    evaluate.add_argument(
+        "--test_source", default=None, help="Test data (default: the recipe's test_source)."
+    )
+    evaluate.add_argument(
+        "--test_split", default=None, help="Split of a folder or Hub source (default: the recipe's)."
+    )
+    evaluate.add_argument(
+        "--limit", type=int, default=None, help="Score the first N examples (default: test_limit)."
+    )
+    evaluate.add_argument(
+        "--generation_limit",
+        type=int,
+        default=None,
+        help="Generate for the first N of them (default: the recipe's test_generation_limit).",
+    )
+    evaluate.add_argument(
+        "--decoding",
+        choices=("sequence", "sequence_fast", "token"),
+        default=None,
+        help="sequence (RAG-Sequence thorough), sequence_fast (fast decoding, ~K times cheaper) or token "
+        "(RAG-Token greedy). Default: the recipe's `decoding`, else the objective's.",
+    )
+    evaluate.add_argument("--batch_size", type=int, default=None)
+    evaluate.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available).")
+    evaluate.add_argument("--no-progress", action="store_true", help="Hide progress bars.")
+
+
+def _headline(metrics: dict[str, Any]) -> str:
+    shown = [f"{name}={metrics[name]:.4f}" for name in _HEADLINE if isinstance(metrics.get(name), float)]
+    return f"{metrics['task']} on {metrics['split']} ({metrics['n_examples']} examples): " + " ".join(shown)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .arguments import make_recipe_parser, parse_recipe
+
+    overrides = list(getattr(args, "overrides", []))
+    if any(flag in ("-h", "--help") for flag in overrides):
+        make_recipe_parser().print_help()
+        return 0
+    recipe = parse_recipe(args.config, overrides)
+    from .pipeline import run_training
+
+    metrics = run_training(recipe.model, recipe.data, recipe.training, recipe.peft)
+    if metrics is not None:
+        print(_headline(metrics))
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate_checkpoint
+
+    metrics = evaluate_checkpoint(
+        args.checkpoint,
+        output_dir=args.output_dir,
+        test_source=args.test_source,
+        test_split=args.test_split,
+        limit=args.limit,
+        generation_limit=args.generation_limit,
+        batch_size=args.batch_size,
+        device=args.device,
+        show_progress=not args.no_progress,
+        decoding=args.decoding,
+    )
+    print(json.dumps({k: v for k, v in metrics.items() if k != "per_relation"}, indent=2))
+    print(_headline(metrics))
+    return 0
+
+
+def run_recipe_command(args: argparse.Namespace) -> int:
+    """Run `train` or `evaluate`; a bad recipe, flag value or data file exits with status 2 and the message."""
+    try:
+        return _train(args) if args.command == "train" else _evaluate(args)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"hf-etrag {args.command}: {error}", file=sys.stderr)
+        return 2

@@ -1,0 +1,163 @@
+"""`IndexRefreshCallback`: keep the passage index in step with the document encoder being trained."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+from transformers.trainer_callback import ExportableState
+
+from ..retrieval.distributed import encode_corpus_sharded, unwrap_for_encoding
+
+__all__ = ["IndexRefreshCallback", "refresh_index"]
+
+logger = logging.getLogger(__name__)
+
+
+@torch.no_grad()
+def refresh_index(
+    model: Any, batch_size: int = 128, step: int | None = None, show_progress: bool = False
+) -> dict:
+    """Re-encode the whole corpus with `model`'s current document encoder and swap the index.
+
+    In a multi-process job (`accelerate launch`, `torchrun`; DDP, DeepSpeed ZeRO-2, FSDP2) every process
+    must call this: each encodes one contiguous shard of the corpus, the shards are gathered in corpus
+    order, and every process builds the same index. `model` may be the wrapped model (it is unwrapped).
+
+    Returns `{"refresh_seconds", "refresh_passages_encoded", "refresh_staleness"}`: the passages this
+    process encoded (its shard), and staleness `1 - mean cos(old_i, new_i)` over passages, how far the
+    stored embeddings had drifted from the encoder (0 when nothing changed).
+    """
+    model = unwrap_for_encoding(model)
+    index = model.index
+    was_training = model.training
+    model.eval()
+    start = time.perf_counter()
+    try:
+        device = next(model.parameters()).device
+        fresh, encoded_here = encode_corpus_sharded(
+            model.encode_passages,
+            index.retriever_tokens,
+            pad_id=model.retriever_pad_id,
+            dim=model.document_encoder.config.hidden_size,
+            batch_size=batch_size,
+            device=device,
+            show_progress=show_progress,
+            description="Refreshing index",
+        )
+    finally:
+        model.train(was_training)
+    stats = {"refresh_seconds": time.perf_counter() - start, "refresh_passages_encoded": encoded_here}
+    if index.embeddings is not None and index.embeddings.shape == fresh.shape:
+        old, new = index.embeddings, fresh
+        cosine = (old * new).sum(1) / (np.linalg.norm(old, axis=1) * np.linalg.norm(new, axis=1) + 1e-12)
+        stats["refresh_staleness"] = float(1.0 - cosine.mean())
+    index.set_embeddings(fresh, step=step)
+    return stats
+
+
+class IndexRefreshCallback(TrainerCallback, ExportableState):
+    r"""Re-encode the corpus every `refresh_steps` optimiser steps (and optionally at each epoch end).
+
+    With a trained document encoder the stored passage embeddings go stale: the index ranks passages by
+    vectors the encoder no longer produces. This callback rebuilds them with the current encoder (in eval
+    mode, without gradient) and swaps the FAISS index whole, so a failure mid-refresh leaves the old index
+    in place. It logs `refresh_seconds` and `refresh_staleness` = 1 - mean cosine(old, new). Under
+    multi-process training every process runs it at the same step and encodes its own shard of the corpus
+    (`refresh_passages_encoded`); all end with the same index (see [`refresh_index`]).
+
+    Args:
+        refresh_steps: refresh when `global_step % refresh_steps == 0` (0: only at epoch ends, if enabled).
+        refresh_on_epoch_end: also refresh at the end of each epoch.
+        batch_size: passages per encoder batch.
+        build_on_train_begin: encode the corpus before the first step if the index has no embeddings yet.
+
+    Example:
+        >>> trainer.add_callback(IndexRefreshCallback(refresh_steps=100))
+    """
+
+    def __init__(
+        self,
+        refresh_steps: int = 0,
+        refresh_on_epoch_end: bool = False,
+        batch_size: int = 128,
+        build_on_train_begin: bool = True,
+    ) -> None:
+        if refresh_steps < 0:
+            raise ValueError(f"`refresh_steps` must be >= 0; got {refresh_steps}.")
+        self.refresh_steps = refresh_steps
+        self.refresh_on_epoch_end = refresh_on_epoch_end
+        self.batch_size = batch_size
+        self.build_on_train_begin = build_on_train_begin
+        self.refresh_count = 0
+        self.last_refresh_step: int | None = None
+        self.pending_logs: dict[str, float] = {}
+
+    def state(self) -> dict:
+        return {
+            "args": {
+                "refresh_steps": self.refresh_steps,
+                "refresh_on_epoch_end": self.refresh_on_epoch_end,
+                "batch_size": self.batch_size,
+                "build_on_train_begin": self.build_on_train_begin,
+            },
+            "attributes": {"refresh_count": self.refresh_count, "last_refresh_step": self.last_refresh_step},
+        }
+
+    def _refresh(self, model: Any, state: TrainerState) -> None:
+        stats = refresh_index(model, self.batch_size, step=state.global_step)
+        self.refresh_count += 1
+        self.last_refresh_step = state.global_step
+        self.pending_logs.update(stats)
+        logger.info("Index refreshed at step %d in %.2fs", state.global_step, stats["refresh_seconds"])
+
+    def on_train_begin(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        model: Any = None,
+        **kwargs,
+    ) -> None:
+        if self.refresh_steps and state.max_steps and self.refresh_steps > state.max_steps:
+            logger.warning(
+                "refresh_steps=%d exceeds the %d training steps: the index will never be refreshed.",
+                self.refresh_steps,
+                state.max_steps,
+            )
+        if (
+            self.build_on_train_begin
+            and model is not None
+            and unwrap_for_encoding(model).index.embeddings is None
+        ):
+            self._refresh(model, state)
+
+    def on_step_end(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        model: Any = None,
+        **kwargs,
+    ) -> None:
+        if self.refresh_steps and state.global_step % self.refresh_steps == 0 and model is not None:
+            self._refresh(model, state)
+
+    def on_epoch_end(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        model: Any = None,
+        **kwargs,
+    ) -> None:
+        if self.refresh_on_epoch_end and model is not None and self.last_refresh_step != state.global_step:
+            self._refresh(model, state)
+
+    def pop_logs(self) -> dict[str, float]:
+        logs, self.pending_logs = self.pending_logs, {}
+        return logs
