@@ -156,9 +156,9 @@ def main() -> None:
             (args.output_root / name).mkdir(parents=True, exist_ok=True)
             results_root = None if args.no_record else RESULTS_ROOT
             row = run(name, args.output_root, seed, shlex.split(args.extra), results_root)
-            minutes, seconds = divmod(row["wall_seconds"], 60)
+            minutes, seconds = divmod(round(row["wall_seconds"]), 60)
             print(
-                f"| {name} | `{row['command']}` | {row['steps']} | {int(minutes)} min {seconds:.0f} s | "
+                f"| {name} | `{row['command']}` | {row['steps']} | {minutes} min {seconds} s | "
                 f"{row['headline']} |",
                 flush=True,
             )

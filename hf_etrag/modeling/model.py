@@ -10,24 +10,19 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
 from torch import nn
-from transformers import (
-    AutoModel,
-    AutoModelForCausalLM,
-    AutoModelForSeq2SeqLM,
-    PreTrainedModel,
-)
+from transformers import AutoModel, AutoModelForCausalLM, AutoModelForSeq2SeqLM, PreTrainedModel
 from transformers.utils import ModelOutput
 
 from ..adapters.checkpoint import EtragAdapterMixin
 from ..atomic import atomic_directory
 from ..hub.push import EtragHubMixin
 from ..objectives import ModelDrivenObjective, Objective, ObjectiveInputs, build_objective
-from ..objectives.cotraining import build_auxiliary_loss, combine_losses
+from ..objectives.cotraining import build_auxiliary_loss, combine_losses, in_batch_passages
 from ..retrieval.encoding import normalize_if_cosine, pool
 from ..retrieval.index import PassageIndex
 from ..retrieval.rerank import rerank_candidates
@@ -35,9 +30,7 @@ from .configuration import EtragConfig
 from .contexts import IGNORE_INDEX, join_contexts, target_logprobs, unpad_rows
 from .generation import rag_generate
 from .loading import load_generator, safetensors_only
-
-if TYPE_CHECKING:
-    from .tokenization import EtragTokenizers
+from .vocabulary import VocabularyChecksMixin
 
 __all__ = ["EtragOutput", "EtragPreTrainedModel", "EtragModel"]
 
@@ -78,7 +71,7 @@ class EtragPreTrainedModel(PreTrainedModel):
                 torch.nn.init.zeros_(module.bias)
 
 
-class EtragModel(EtragHubMixin, EtragAdapterMixin, EtragPreTrainedModel):
+class EtragModel(EtragHubMixin, EtragAdapterMixin, VocabularyChecksMixin, EtragPreTrainedModel):
     """Retriever plus generator. Attach a [`PassageIndex`] with [`set_index`] before calling `forward`.
 
     Parts can carry PEFT adapters ([`hf_etrag.apply_peft`]); such a model saves only the adapters and reloads its
@@ -217,7 +210,7 @@ class EtragModel(EtragHubMixin, EtragAdapterMixin, EtragPreTrainedModel):
             stores = [("retriever_input_ids", index.retriever_tokens, "doc_encoder")]
             if (
                 self.objective.generator_reads_passages
-            ):  # ETRAG's memory reaches the generator as soft prompts only
+            ):  # ETRAG's memory reaches the generator as prompts only
                 shared = index.generator_tokens is index.retriever_tokens
                 column = "retriever_input_ids" if shared else "generator_input_ids"
                 stores.append((column, index.generator_tokens, "generator"))
@@ -225,36 +218,6 @@ class EtragModel(EtragHubMixin, EtragAdapterMixin, EtragPreTrainedModel):
                 if len(store.values):
                     self.check_token_range(part, int(store.values.max()), f"Corpus column `{column}`")
         self._index = index
-
-    def check_token_range(
-        self, part: Literal["query_encoder", "doc_encoder", "generator"], max_id: int, source: str
-    ) -> None:
-        """Raise a `ValueError` when token id `max_id` (the largest that `source` produces) lies past `part`'s
-        input embedding matrix, naming both sizes and the two fixes."""
-        module = {
-            "query_encoder": self.query_encoder,
-            "doc_encoder": self.document_encoder,
-            "generator": self.generator,
-        }[part]
-        rows = module.get_input_embeddings().num_embeddings
-        if max_id >= rows:
-            attribute = "query_encoder" if part == "doc_encoder" and self.config.shared_encoders else part
-            label = {"query_encoder": "query encoder", "doc_encoder": "document encoder"}.get(part, part)
-            raise ValueError(
-                f"{source} has token ids up to {max_id}, but the {label} has {rows} token embeddings "
-                f"(vocab_size={rows}), so those ids would read past its embedding matrix. Use the {label}'s own "
-                f"tokenizer (and re-tokenise the data with it), or grow the embeddings with "
-                f"`model.{attribute}.resize_token_embeddings(len(tokenizer))`."
-            )
-
-    def check_tokenizers(self, tokenizers: EtragTokenizers) -> None:
-        """Check that neither tokenizer can produce ids past the embeddings of the modules it feeds."""
-        size = len(tokenizers.retriever)
-        for part in ("query_encoder", "doc_encoder"):
-            self.check_token_range(part, size - 1, f"The retriever tokenizer ({size} tokens)")
-        size = len(tokenizers.generator_tokenizer)
-        name = "shared by retriever and generator" if tokenizers.shared else "of the generator"
-        self.check_token_range("generator", size - 1, f"The tokenizer {name} ({size} tokens)")
 
     @property
     def attached_index(self) -> PassageIndex | None:
@@ -504,20 +467,16 @@ class EtragModel(EtragHubMixin, EtragAdapterMixin, EtragPreTrainedModel):
         doc_indices: torch.Tensor,
         gold_passage_index: torch.Tensor | None,
     ) -> dict[str, torch.Tensor]:
-        """In-batch negatives: every query against all retrieved passages of the batch plus the gold ones; the
-        corpus rows go along, so that a retrieved copy of a query's gold passage is not counted as a negative."""
-        passages = doc_vectors.reshape(-1, doc_vectors.shape[-1])
-        passage_ids = doc_indices.reshape(-1).to(device=query_vectors.device, dtype=torch.long)
-        positive = torch.full((query_vectors.shape[0],), -1, dtype=torch.long, device=query_vectors.device)
+        """In-batch negatives: the batch's retrieved passages plus the known gold ones (see
+        [`in_batch_passages`])."""
+        gold_vectors = None
         if gold_passage_index is not None and bool((gold_passage_index >= 0).any()):
             rows = (gold_passage_index >= 0).nonzero(as_tuple=True)[0]
             gold_vectors = self.document_vectors(gold_passage_index[rows], query_vectors.device)
-            positive[rows] = passages.shape[0] + torch.arange(len(rows), device=positive.device)
-            passages = torch.cat([passages, gold_vectors.to(passages.dtype)], dim=0)
-            passage_ids = torch.cat([passage_ids, gold_passage_index[rows].to(passage_ids)])
-        return loss(
-            query_vectors, passages, positive, temperature=self.config.temperature, passage_ids=passage_ids
+        passages, positive, ids = in_batch_passages(
+            doc_vectors, doc_indices, gold_passage_index, gold_vectors
         )
+        return loss(query_vectors, passages, positive, temperature=self.config.temperature, passage_ids=ids)
 
     @torch.no_grad()
     def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **kwargs: Any) -> torch.Tensor:

@@ -26,6 +26,7 @@ __all__ = [
     "PerplexityDistillationLoss",
     "build_auxiliary_loss",
     "combine_losses",
+    "in_batch_passages",
 ]
 
 
@@ -182,6 +183,26 @@ class LsrLoss(AuxiliaryLoss):
         log_lm = torch.log_softmax(_detached_sequence_loglik(inputs) / self.beta, dim=-1)
         log_retriever = torch.log_softmax(inputs.doc_scores.float() / self.gamma, dim=-1)
         return {"lsr_loss": _kl(log_retriever, log_lm).mean()}
+
+
+def in_batch_passages(
+    doc_vectors: torch.Tensor,
+    doc_indices: torch.Tensor,
+    gold_passage_index: torch.Tensor | None,
+    gold_vectors: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """[`ContrastiveLoss`] inputs for a batch: `(passages (N, H), positive (B,), passage_ids (N,))`, every
+    retrieved passage `(B, K, H)` then the gold vectors of the queries whose gold row is known (`>= 0`), each with
+    its corpus row, so that a retrieved copy of a query's gold passage is not counted as a negative."""
+    passages = doc_vectors.reshape(-1, doc_vectors.shape[-1])
+    passage_ids = doc_indices.reshape(-1).to(device=passages.device, dtype=torch.long)
+    positive = torch.full((doc_vectors.shape[0],), -1, dtype=torch.long, device=passages.device)
+    if gold_vectors is not None and gold_passage_index is not None:
+        rows = (gold_passage_index >= 0).nonzero(as_tuple=True)[0].to(passages.device)
+        positive[rows] = passages.shape[0] + torch.arange(len(rows), device=passages.device)
+        passages = torch.cat([passages, gold_vectors.to(passages.dtype)], dim=0)
+        passage_ids = torch.cat([passage_ids, gold_passage_index[rows].to(passage_ids)])
+    return passages, positive, passage_ids
 
 
 @register_auxiliary_loss("contrastive")
