@@ -163,44 +163,31 @@ def generate_per_passage(
     under its own context (tokens up to and including the first eos)."""
     pad, eos, start = _special_ids(model)
     generator = model.generator
-    scored = {"output_scores": True, "return_dict_in_generate": True} if with_scores else {}
     if generator.config.is_encoder_decoder:
-        constrained = _constraint_kwargs(label_constraint, prompt_length=1)  # after the decoder start token
-        out = generator.generate(
-            input_ids=context_ids,
-            attention_mask=context_mask,
-            max_new_tokens=max_new_tokens,
-            num_beams=num_beams,
-            pad_token_id=pad,
-            eos_token_id=eos,
-            decoder_start_token_id=start,
-            **constrained,
-            **scored,
-        )
-        if not with_scores:
-            return out[:, 1:]
-        return _with_sequence_scores(generator, out, 1, pad, eos)
-    # Decoder-only generation needs left padding so that every row continues right after its prompt.
-    lengths = context_mask.sum(-1)
-    width = context_ids.shape[1]
-    shift = (width - lengths).unsqueeze(1)
-    positions = (torch.arange(width, device=context_ids.device).unsqueeze(0) - shift) % width
-    left_ids = context_ids.gather(1, positions)
-    left_mask = context_mask.gather(1, positions)
-    constrained = _constraint_kwargs(label_constraint, prompt_length=width)  # after the left-padded prompt
+        inputs = {"input_ids": context_ids, "attention_mask": context_mask, "decoder_start_token_id": start}
+        prompt_width = 1  # the decoder start token
+    else:
+        # Decoder-only generation needs left padding so that every row continues right after its prompt.
+        width = context_ids.shape[1]
+        shift = (width - context_mask.sum(-1)).unsqueeze(1)
+        positions = (torch.arange(width, device=context_ids.device).unsqueeze(0) - shift) % width
+        inputs = {
+            "input_ids": context_ids.gather(1, positions),
+            "attention_mask": context_mask.gather(1, positions),
+        }
+        prompt_width = width
     out = generator.generate(
-        input_ids=left_ids,
-        attention_mask=left_mask,
+        **inputs,
         max_new_tokens=max_new_tokens,
         num_beams=num_beams,
         pad_token_id=pad,
         eos_token_id=eos,
-        **constrained,
-        **scored,
+        **_constraint_kwargs(label_constraint, prompt_length=prompt_width),
+        **({"output_scores": True, "return_dict_in_generate": True} if with_scores else {}),
     )
     if not with_scores:
-        return out[:, width:]
-    return _with_sequence_scores(generator, out, width, pad, eos)
+        return out[:, prompt_width:]
+    return _with_sequence_scores(generator, out, prompt_width, pad, eos)
 
 
 def _with_sequence_scores(
