@@ -19,11 +19,20 @@ from typing import Any
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
-__all__ = ["ReportInputs", "write_report", "training_series"]
+__all__ = ["ReportInputs", "training_figure", "training_series", "write_report"]
 
 # Per-step statistics in [0, 1] drawn in the retrieval panel of the training curves.
-_RATE_KEYS = ("gold_in_top_k", "retriever_top1_prob", "jsa_acceptance_rate", "eval_gold_in_top_k")
+_RATE_KEYS = (
+    "gold_in_top_k",
+    "retriever_top1_prob",
+    "jsa_acceptance_rate",
+    "eval_gold_in_top_k",
+    "selection_max_weight",
+)
+# Per-step statistics in nats, drawn (dashed) against a second axis of the retrieval panel.
+_NATS_KEYS = ("retriever_entropy", "prompt_shuffle_gain")
 
 
 @dataclass
@@ -108,11 +117,20 @@ def training_series(state_path: Path) -> dict[str, list[tuple[int, float]]]:
 
 
 def _plot_training(path: Path, states: dict[str, Path]) -> bool:
-    """Loss (left) and retrieval rates (right); the warm-up's steps are drawn before step 0."""
+    figure = training_figure(states)
+    if figure is None:
+        return False
+    figure.savefig(path)
+    return True
+
+
+def training_figure(states: dict[str, Path]) -> Figure | None:
+    """Loss (left) and retrieval rates (right, with entropy-like statistics in nats on a second axis) of the
+    `trainer_state.json` files `states`; the warm-up's steps are drawn before step 0. `None`: no loss logged."""
     runs = {name: training_series(p) for name, p in states.items() if Path(p).is_file()}
     runs = {name: series for name, series in runs.items() if "loss" in series}
     if not runs:
-        return False
+        return None
     figure = _new_figure(10.0, 3.6)
     loss_axes, rate_axes = figure.subplots(1, 2)
     warmup_steps = max((s for s, _ in runs.get("reader warm-up", {}).get("loss", [])), default=0)
@@ -135,16 +153,26 @@ def _plot_training(path: Path, states: dict[str, Path]) -> bool:
                     steps, values = zip(*series[key], strict=True)
                     rate_axes.plot(steps, values, label=key)
                     rates_drawn = True
+            nats = [key for key in _NATS_KEYS if key in series]
+            if nats:
+                nats_axes = rate_axes.twinx()
+                for key in nats:
+                    steps, values = zip(*series[key], strict=True)
+                    nats_axes.plot(steps, values, linestyle="--", label=key)
+                nats_axes.set(ylabel="nats")
+                nats_axes.legend(fontsize=8, loc="lower right")
+                rates_drawn = True
     loss_axes.set(xlabel="optimiser step", ylabel="loss", title="Loss")
     loss_axes.legend(fontsize=8)
+    for axes in (loss_axes, rate_axes):
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole numbers
     if rates_drawn:
         rate_axes.set(xlabel="optimiser step", ylim=(0, 1.02), title="Retrieval during training")
-        rate_axes.legend(fontsize=8)
+        rate_axes.legend(fontsize=8, loc="upper left")
     else:
         rate_axes.set_axis_off()
         rate_axes.text(0.5, 0.5, "no retrieval statistics logged", ha="center", va="center")
-    figure.savefig(path)
-    return True
+    return figure
 
 
 def _format(value: Any) -> str:
