@@ -11,8 +11,19 @@ from .recipes.commands import add_recipe_commands, run_recipe_command
 __all__ = ["main", "make_parser"]
 
 
+def _installed_version() -> str:
+    # The package metadata answers without importing torch and transformers (`hf_etrag.__version__` would).
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("hf-etrag")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hf-etrag", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_installed_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser(
         "demo",

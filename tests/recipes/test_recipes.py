@@ -198,3 +198,13 @@ def test_train_cli_help_lists_the_recipe_flags(capsys):
     assert main(["train", "--help"]) == 0
     out = capsys.readouterr().out
     assert "--reader_warmup_steps" in out and "--max_steps" in out and "--use_peft" in out
+
+
+def test_version_flag_prints_the_installed_version(capsys):
+    import hf_etrag
+    from hf_etrag.cli import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["--version"])
+    assert stop.value.code == 0
+    assert capsys.readouterr().out.strip() == f"hf-etrag {hf_etrag.__version__}"
