@@ -116,6 +116,11 @@ def _minutes(seconds: float) -> str:
     return f"{seconds / 60:.0f} min"
 
 
+def _wall_range(walls: list[float]) -> str:
+    low, high = _minutes(min(walls)), _minutes(max(walls))
+    return low if low == high else f"{low[:-4]}-{high}"
+
+
 def _task_table(task: str, runs: dict[str, list[dict]]) -> list[str]:
     metrics = HEADLINE[task]
     lines = [
@@ -137,7 +142,7 @@ def _task_table(task: str, runs: dict[str, list[dict]]) -> list[str]:
         seeds = ", ".join(r["_seed_file"].removeprefix("seed") for r in records)
         lines.append(
             f"| {name} | {seeds} | " + " | ".join(cells) + f" | {first.get('n_examples')} / "
-            f"{first.get('n_generated')} | {records[0].get('steps')} | {_minutes(min(walls))}-{_minutes(max(walls))} "
+            f"{first.get('n_generated')} | {records[0].get('steps')} | {_wall_range(walls)} "
             f"| {max(loads):.1f} |"
         )
     return lines + [""]
