@@ -16,7 +16,7 @@ from .adapters import (
 from .collator import EtragDataCollator
 from .labels import LabelConstraint, restrict_to_labels
 from .memory import add_memory_index, build_instance_memory
-from .qa import tokenize_qa_dataset
+from .qa import tokenize_qa_dataset, tokenize_questions
 from .synthetic import SyntheticKnowledgeBase, make_synthetic_knowledge_base
 
 __all__ = [
@@ -38,4 +38,5 @@ __all__ = [
     "SyntheticKnowledgeBase",
     "make_synthetic_knowledge_base",
     "tokenize_qa_dataset",
+    "tokenize_questions",
 ]

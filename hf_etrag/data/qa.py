@@ -5,7 +5,7 @@ from __future__ import annotations
 from datasets import Dataset
 from transformers import PreTrainedTokenizerBase
 
-__all__ = ["tokenize_qa_dataset"]
+__all__ = ["tokenize_qa_dataset", "tokenize_questions"]
 
 REQUIRED_QA_FIELDS = ("question", "answers")
 
@@ -47,20 +47,13 @@ def tokenize_qa_dataset(
                     f"Record {batch.get('id', [None] * (offset + 1))[offset]!r} has no answers: `answers` must "
                     "be a non-empty list of strings."
                 )
-        out = {
-            "input_ids": retriever_tokenizer(batch["question"], truncation=True, max_length=max_query_length)[
-                "input_ids"
-            ]
-        }
-        if separate:
-            out["generator_input_ids"] = _prompt_ids(
-                generator_tokenizer, batch["question"], generator_prompt_template, max_query_length
-            )
-        elif generator_prompt_template != "{question}":
-            raise ValueError(
-                "`generator_prompt_template` needs a generator tokenizer of its own (the generator reads the "
-                "retriever's query ids here); pass `generator_tokenizer` or drop the template."
-            )
+        out = tokenize_questions(
+            batch["question"],
+            retriever_tokenizer,
+            generator_tokenizer,
+            max_query_length,
+            generator_prompt_template,
+        )
         # Targets are the answer then eos: the decoder's start token is the generator's business, not data.
         targets = generator_tokenizer(
             [answer_prefix + a[0] for a in batch["answers"]],
@@ -82,6 +75,31 @@ def tokenize_qa_dataset(
         return out
 
     return dataset.map(_tokenize, batched=True, desc="Tokenising questions")
+
+
+def tokenize_questions(
+    questions: list[str],
+    retriever_tokenizer: PreTrainedTokenizerBase,
+    generator_tokenizer: PreTrainedTokenizerBase | None = None,
+    max_query_length: int = 64,
+    generator_prompt_template: str = "{question}",
+) -> dict[str, list[list[int]]]:
+    """The model inputs of bare questions: `input_ids` for the query encoder and, when the generator has its own
+    tokenizer, `generator_input_ids` (the question inside `generator_prompt_template`). Training data
+    ([`tokenize_qa_dataset`]) and inference (`EtragModel.answer`) tokenise questions through this one function."""
+    out = {
+        "input_ids": retriever_tokenizer(questions, truncation=True, max_length=max_query_length)["input_ids"]
+    }
+    if generator_tokenizer is not None and generator_tokenizer is not retriever_tokenizer:
+        out["generator_input_ids"] = _prompt_ids(
+            generator_tokenizer, questions, generator_prompt_template, max_query_length
+        )
+    elif generator_prompt_template != "{question}":
+        raise ValueError(
+            "`generator_prompt_template` needs a generator tokenizer of its own (the generator reads the "
+            "retriever's query ids here); pass `generator_tokenizer` or drop the template."
+        )
+    return out
 
 
 def _prompt_ids(

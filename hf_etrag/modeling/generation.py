@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import torch
 
+from .answering import EtragGenerateOutput, retrieved_passages
 from .contexts import IGNORE_INDEX, target_logprobs
 
 if TYPE_CHECKING:
@@ -26,6 +27,7 @@ class EtragModel(Protocol):
     objective: Objective
     generator: Any
     training: bool
+    index: Any
 
     @property
     def generator_pad_id(self) -> int: ...
@@ -78,8 +80,13 @@ def rag_generate(
     decoding: Literal["sequence", "sequence_fast", "token"] | None = None,
     return_doc_indices: bool = False,
     label_constraint: LabelConstraint | None = None,
-) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    return_dict_in_generate: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor] | EtragGenerateOutput:
     """Generate answers `(B, L)` (right-padded with the pad id, no start token).
+
+    With `return_dict_in_generate=True` (transformers' name) it returns an
+    [`hf_etrag.modeling.answering.EtragGenerateOutput`] instead: the same `sequences` plus the evidence, i.e. the
+    retrieved corpus rows, their scores and the passages (id, title, text, score) per example.
 
     `decoding` defaults to the objective's: `"token"` for RAG-Token (greedy), `"sequence"` otherwise
     (RAG-Sequence thorough decoding: every passage's proposal is rescored under all K passages, K x K generator
@@ -103,11 +110,14 @@ def rag_generate(
             # The objective's decoder sequence starts with the decoder start token: 1 token before the answer.
             constrained = _constraint_kwargs(label_constraint, prompt_length=1)
             sequences = model.objective.generate(model, batch, max_new_tokens, num_beams, **constrained)
+            if return_dict_in_generate:
+                return EtragGenerateOutput(sequences=sequences)
             return (sequences, None) if return_doc_indices else sequences
         query_vectors = model.encode_queries(input_ids, attention_mask)
         doc_indices, reranked_vectors = model.retrieve_with_vectors(query_vectors, n_docs)
         doc_vectors = model.document_vectors(doc_indices, query_vectors.device, reranked_vectors)
-        doc_logprobs = torch.log_softmax(model.score_documents(query_vectors, doc_vectors), dim=-1)
+        doc_scores = model.score_documents(query_vectors, doc_vectors)
+        doc_logprobs = torch.log_softmax(doc_scores, dim=-1)
         if generator_input_ids is None:
             generator_input_ids, generator_attention_mask = input_ids, attention_mask
         contexts = model.build_contexts(generator_input_ids, generator_attention_mask, doc_indices)
@@ -126,6 +136,13 @@ def rag_generate(
             )
     finally:
         model.train(was_training)
+    if return_dict_in_generate:
+        return EtragGenerateOutput(
+            sequences=sequences,
+            retrieved_doc_indices=doc_indices,
+            doc_scores=doc_scores,
+            passages=retrieved_passages(model.index, doc_indices, doc_scores),
+        )
     return (sequences, doc_indices) if return_doc_indices else sequences
 
 

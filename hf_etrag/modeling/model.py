@@ -26,6 +26,7 @@ from ..objectives.cotraining import build_auxiliary_loss, combine_losses, in_bat
 from ..retrieval.encoding import normalize_if_cosine, pool
 from ..retrieval.index import PassageIndex
 from ..retrieval.rerank import rerank_candidates
+from .answering import EtragAnsweringMixin, EtragGenerateOutput
 from .configuration import EtragConfig
 from .contexts import IGNORE_INDEX, join_contexts, target_logprobs, unpad_rows
 from .generation import rag_generate
@@ -71,7 +72,9 @@ class EtragPreTrainedModel(PreTrainedModel):
                 torch.nn.init.zeros_(module.bias)
 
 
-class EtragModel(EtragHubMixin, EtragAdapterMixin, VocabularyChecksMixin, EtragPreTrainedModel):
+class EtragModel(
+    EtragAnsweringMixin, EtragHubMixin, EtragAdapterMixin, VocabularyChecksMixin, EtragPreTrainedModel
+):
     """Retriever plus generator. Attach a [`PassageIndex`] with [`set_index`] before calling `forward`.
 
     Parts can carry PEFT adapters ([`hf_etrag.apply_peft`]); such a model saves only the adapters and reloads its
@@ -479,6 +482,9 @@ class EtragModel(EtragHubMixin, EtragAdapterMixin, VocabularyChecksMixin, EtragP
         return loss(query_vectors, passages, positive, temperature=self.config.temperature, passage_ids=ids)
 
     @torch.no_grad()
-    def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **kwargs: Any) -> torch.Tensor:
-        """Retrieve, then decode with the objective's marginalisation; see [`hf_etrag.modeling.generation.rag_generate`]."""
+    def generate(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **kwargs: Any
+    ) -> torch.Tensor | EtragGenerateOutput:
+        """Retrieve, then decode with the objective's marginalisation; see [`hf_etrag.modeling.generation.rag_generate`]
+        (`return_dict_in_generate=True`: an `EtragGenerateOutput` with the passages generated from)."""
         return rag_generate(self, input_ids, attention_mask, **kwargs)
