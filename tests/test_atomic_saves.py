@@ -124,3 +124,129 @@ def test_killed_index_save_keeps_the_previous_index(tmp_path, tokenized_corpus):
     np.testing.assert_array_equal(loaded.embeddings, np.full((len(tokenized_corpus), 4), 1.0, np.float32))
     # A kill cannot clean up: the half-written sibling stays (hidden, next to the folder) until removed by hand.
     assert len(_leftovers(tmp_path, "index")) == 1
+
+
+# ---- no save removes what it did not write (issue 14) ---------------------------------------------------------------
+
+
+def _tree(folder):
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_index_save_into_a_run_folder_is_refused_and_removes_nothing(tmp_path, tokenized_corpus):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text('{"model_type": "etrag"}')
+    (run / "checkpoint-2").mkdir()
+    (run / "checkpoint-2" / "trainer_state.json").write_text("{}")
+    before = _tree(run)
+    with pytest.raises(
+        FileExistsError,
+        match=r"Refusing to write the passage index into .*run: it holds other files "
+        r"\(checkpoint-2, config.json\) and is not a passage index \(no index_metadata.json\)",
+    ) as error:
+        _index(tokenized_corpus, 1.0).save(run)
+    assert isinstance(error.value, ValueError)  # the commands report it with exit status 2
+    assert f"{run}/passage_index" in str(error.value)
+    assert _tree(run) == before
+    assert _leftovers(tmp_path, "run") == []
+
+
+def test_index_save_into_a_file_is_refused(tmp_path, tokenized_corpus):
+    path = tmp_path / "notes.txt"
+    path.write_text("mine")
+    with pytest.raises(FileExistsError, match="it is a file, not a folder"):
+        _index(tokenized_corpus, 1.0).save(path)
+    assert path.read_text() == "mine"
+
+
+def test_index_save_replaces_an_earlier_index_and_keeps_other_entries(tmp_path, tokenized_corpus):
+    folder = tmp_path / "index"
+    _index(tokenized_corpus, 1.0).save(folder)
+    (folder / "NOTES.md").write_text("kept")  # someone's file next to the index
+    empty = PassageIndex(tokenized_corpus)  # no embeddings: embeddings.npy and index.faiss are stale
+    empty.save(folder)
+    assert (folder / "NOTES.md").read_text() == "kept"
+    assert not (folder / "embeddings.npy").exists() and not (folder / "index.faiss").exists()
+    assert PassageIndex.load(folder).embeddings is None
+    _index(tokenized_corpus, 2.0).save(folder)  # and an earlier index without other entries: one rename
+    (folder / "NOTES.md").unlink()
+    _index(tokenized_corpus, 3.0).save(folder)
+    np.testing.assert_array_equal(
+        PassageIndex.load(folder).embeddings, _index(tokenized_corpus, 3.0).embeddings
+    )
+    assert _leftovers(tmp_path, "index") == []
+
+
+def test_model_save_refuses_to_replace_another_models_files(tmp_path, _base_model):
+    base = tmp_path / "bert-base"  # e.g. `output_dir` pointed at a base model's folder
+    base.mkdir()
+    (base / "config.json").write_text('{"model_type": "bert"}')
+    (base / "model.safetensors").write_bytes(b"weights")
+    before = _tree(base)
+    with pytest.raises(
+        FileExistsError,
+        match=r"Refusing to write the model into .*bert-base: its config.json was "
+        r"not written by hf-etrag's model writer",
+    ):
+        _base_model.save_pretrained(base)
+    assert _tree(base) == before
+    (base / "config.json").unlink()  # weights without a config: still not an hf-etrag model
+    with pytest.raises(
+        FileExistsError, match=r"it holds model.safetensors but is not a model \(no config.json\)"
+    ):
+        _base_model.save_pretrained(base)
+    assert (base / "model.safetensors").read_bytes() == b"weights"
+    assert _leftovers(tmp_path, "bert-base") == []
+
+
+def test_model_save_shares_a_trainer_output_dir_and_replaces_its_own_earlier_save(tmp_path, _base_model):
+    out = tmp_path / "out"
+    (out / "checkpoint-2").mkdir(parents=True)
+    (out / "notes.txt").write_text("mine")
+    _base_model.save_pretrained(out)
+    _base_model.save_pretrained(out)  # an earlier hf-etrag model: replaced
+    assert (out / "notes.txt").read_text() == "mine" and (out / "checkpoint-2").is_dir()
+    assert _same_weights(EtragModel.from_pretrained(out), _base_model)
+
+
+def test_evaluation_folder_check_refuses_a_run_folder_and_accepts_an_earlier_report(tmp_path):
+    from hf_etrag.atomic import check_output_folder
+    from hf_etrag.files import EVALUATION_OUTPUT
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text("{}")
+    with pytest.raises(
+        FileExistsError,
+        match=r"it holds other files \(config.json\) and is not an evaluation report \(no metrics.json\)",
+    ):
+        check_output_folder(run, EVALUATION_OUTPUT)
+    report = tmp_path / "evaluation-test"
+    report.mkdir()
+    (report / "metrics.json").write_text('{"checkpoint": "run", "task": "open_qa", "n_examples": 3}')
+    check_output_folder(report, EVALUATION_OUTPUT)
+    (report / "metrics.json").write_text('{"accuracy": 0.5}')  # someone else's metrics.json
+    with pytest.raises(FileExistsError, match="its metrics.json was not written by hf-etrag"):
+        check_output_folder(report, EVALUATION_OUTPUT)
+
+
+def test_every_file_of_a_report_is_an_entry_of_the_evaluation_kind(tmp_path):
+    """An earlier report's stale figures are removed on replace only if the kind lists them."""
+    import json
+
+    from hf_etrag.evaluation.report import ReportInputs, write_report
+    from hf_etrag.files import EVALUATION_OUTPUT
+
+    state = tmp_path / "trainer_state.json"
+    state.write_text(json.dumps({"log_history": [{"step": 1, "loss": 1.0}, {"step": 2, "loss": 0.5}]}))
+    inputs = ReportInputs(
+        title="t", settings={}, metrics={}, recall_at_k={1: 0.5, 2: 1.0},
+        per_relation={"a": {"precision": 1.0, "recall": 1.0, "f1": 1.0, "support": 1}},
+        share_by_rank={"same label": [0.5, 0.25]}, trainer_states={"training": state},
+    )  # fmt: skip
+    (tmp_path / "report").mkdir()
+    written = write_report(tmp_path / "report", inputs)
+    assert len(written) == 5 and {p.name for p in (tmp_path / "report").iterdir()} == set(written)
+    for name in [*written, "metrics.json", "predictions.jsonl"]:
+        assert EVALUATION_OUTPUT.owns(name), name

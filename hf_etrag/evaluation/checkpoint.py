@@ -5,7 +5,9 @@
 the model itself (`model.config`, `model.objective`), the task settings are arguments. `hf-etrag evaluate`
 (`hf_etrag.recipes.evaluate.evaluate_checkpoint`) and `run_training` call it through the recipe layer. The
 output folder (default `<checkpoint>/evaluation-<split>`) is written atomically: into a temporary sibling first,
-then renamed into place, so a failed evaluation never leaves a half-written report behind.
+then renamed into place, so a failed evaluation never leaves a half-written report behind. It must be new, empty or
+an earlier evaluation report (which is replaced); any other folder (the checkpoint itself, say) is refused before
+scoring starts.
 
 Retrieval is scored to depth 20 (recall@1, 2, 5, 10, 20 and MRR), independently of the `n_docs` used to
 generate; relation extraction decodes restricted to the training labels (`LabelConstraint`).
@@ -22,12 +24,12 @@ import torch
 from datasets import Dataset
 from tqdm.auto import tqdm
 
-from ..atomic import atomic_directory
+from ..atomic import atomic_directory, check_output_folder
 from ..data.collator import EtragDataCollator
 from ..data.labels import LabelConstraint
 from ..data.relation import verbalize_labels
 from ..data.tasks import Predictions, TaskScores, TaskSettings, get_task
-from ..files import METRICS_FILE, PREDICTIONS_FILE, READER_WARMUP_FOLDER
+from ..files import EVALUATION_OUTPUT, METRICS_FILE, PREDICTIONS_FILE, READER_WARMUP_FOLDER
 from ..modeling.model import EtragModel
 from ..modeling.tokenization import EtragTokenizers
 from .report import ReportInputs, write_report
@@ -170,6 +172,9 @@ def evaluate_model(
     (relation extraction) is the label set decoding is restricted to (default: the training labels stored in the
     instance memory); `decoding` overrides the objective's (RAG-Sequence `sequence_fast`, ...). Returns the metrics
     written to `metrics.json`."""
+    split_name = split_name_of(source, split)
+    target = Path(output_dir) if output_dir is not None else Path(checkpoint_dir) / f"evaluation-{split_name}"
+    check_output_folder(target, EVALUATION_OUTPUT)  # before the (long) scoring, not only when writing
     if relation_labels is None and "label" in model.index.corpus.column_names:
         relation_labels = sorted(set(model.index.corpus["label"]))
     scores, n_generated = _score(
@@ -185,7 +190,6 @@ def evaluate_model(
         max_new_tokens,
         decoding,
     )
-    split_name = split_name_of(source, split)
     settings = {
         "checkpoint": str(Path(checkpoint_dir).resolve()),
         "task": task,
@@ -200,13 +204,12 @@ def evaluate_model(
     metrics = {**settings, **scores.metrics}
     if scores.per_relation:
         metrics["per_relation"] = scores.per_relation
-    target = Path(output_dir) if output_dir is not None else Path(checkpoint_dir) / f"evaluation-{split_name}"
     checkpoint = Path(checkpoint_dir)
     states = {
         "training": checkpoint / "trainer_state.json",
         "reader warm-up": checkpoint / READER_WARMUP_FOLDER / "trainer_state.json",
     }
-    with atomic_directory(target, keep_other_entries=False) as tmp:
+    with atomic_directory(target, EVALUATION_OUTPUT) as tmp:
         (tmp / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
         with (tmp / PREDICTIONS_FILE).open("w", encoding="utf-8") as handle:
             for record in scores.records:

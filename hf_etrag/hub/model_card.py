@@ -23,6 +23,7 @@ from huggingface_hub import ModelCardData
 
 from ..adapters.apply import adapter_parts
 from ..adapters.checkpoint import adapter_base_source, describe_adapter_base
+from ..atomic import OutputFolderError
 from ..files import METRICS_FILE, MODEL_CARD_FILE
 
 if TYPE_CHECKING:
@@ -177,12 +178,31 @@ def add_run_facts(
 
 
 def write_model_card(data: EtragCardData, output_dir: str | Path) -> Path:
-    """Render `data` into `output_dir/README.md`."""
+    """Render `data` into `output_dir/README.md` (written whole: a temporary file, then renamed). An existing
+    README.md is replaced only when it is an earlier hf-etrag card (`library_name: hf-etrag` in its metadata);
+    any other is refused with `hf_etrag.atomic.OutputFolderError`."""
     output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
     path = output_dir / MODEL_CARD_FILE
-    path.write_text(render_model_card(data), encoding="utf-8")
+    if path.exists() and not _is_etrag_card(path):
+        raise OutputFolderError(
+            f"Refusing to write the model card to {path}: that README.md is not an hf-etrag model card (no "
+            "`library_name: hf-etrag` in its metadata), so writing the card would replace a file that hf-etrag did "
+            "not write. Nothing was written. Move that README.md elsewhere, or train into a new or empty `output_dir`."
+        )
+    output_dir.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{MODEL_CARD_FILE}.tmp")
+    partial.write_text(render_model_card(data), encoding="utf-8")
+    partial.replace(path)
     return path
+
+
+def _is_etrag_card(path: Path) -> bool:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return False
+    header = re.match(r"---\n(.*?)\n---\n", text, re.S)
+    return bool(header) and re.search(r"^library_name:\s*hf-etrag\s*$", header.group(1), re.M) is not None
 
 
 def training_hyperparameters(args: Any) -> dict[str, Any]:

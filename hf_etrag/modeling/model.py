@@ -20,6 +20,7 @@ from transformers.utils import ModelOutput
 
 from ..adapters.checkpoint import EtragAdapterMixin
 from ..atomic import atomic_directory
+from ..files import MODEL_OUTPUT
 from ..hub.push import EtragHubMixin
 from ..objectives import ModelDrivenObjective, Objective, ObjectiveInputs, build_objective
 from ..objectives.cotraining import build_auxiliary_loss, combine_losses, in_batch_passages
@@ -190,11 +191,13 @@ class EtragModel(
     ) -> None:
         """`PreTrainedModel.save_pretrained`, written atomically: into a temporary sibling folder, then renamed
         into place, so an error or a kill mid-save leaves the previous save loadable. Other entries already in
-        `save_directory` (a Trainer's `checkpoint-*` folders) are kept."""
+        `save_directory` (a Trainer's `checkpoint-*` folders) are kept; files of the same name as the model's are
+        replaced only when they belong to an earlier hf-etrag model (`hf_etrag.files.MODEL_OUTPUT`), else the
+        save is refused."""
         if not is_main_process:
             super().save_pretrained(save_directory, is_main_process=False, **kwargs)
             return
-        with atomic_directory(save_directory) as tmp:
+        with atomic_directory(save_directory, MODEL_OUTPUT) as tmp:
             super().save_pretrained(tmp, is_main_process=True, **kwargs)
         if push_to_hub:
             hub_kwargs = {

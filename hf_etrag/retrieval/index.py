@@ -20,7 +20,7 @@ from huggingface_hub import snapshot_download
 from transformers import PreTrainedTokenizerBase
 
 from ..atomic import atomic_directory
-from ..files import INDEX_FOLDER
+from ..files import INDEX_FOLDER, INDEX_OUTPUT
 from .search_threads import faiss_threads_for
 from .token_store import TokenStore
 
@@ -165,8 +165,11 @@ class PassageIndex:
             return self.faiss_index.search(queries, k)
 
     def save(self, folder: str | os.PathLike) -> None:
-        """Write corpus, embeddings, FAISS index and metadata; atomic (temporary sibling, then rename)."""
-        with atomic_directory(folder, keep_other_entries=False) as tmp:
+        """Write corpus, embeddings, FAISS index and metadata; atomic (temporary sibling, then rename).
+
+        `folder` must be new, empty or an earlier saved index (which is replaced; files someone else put there
+        stay); any other folder is refused with `hf_etrag.atomic.OutputFolderError`, before anything is written."""
+        with atomic_directory(folder, INDEX_OUTPUT) as tmp:
             self.corpus.save_to_disk(str(tmp / "corpus"))
             if self.embeddings is not None:
                 np.save(tmp / "embeddings.npy", self.embeddings, allow_pickle=False)

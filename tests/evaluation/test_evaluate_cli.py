@@ -254,6 +254,40 @@ def test_evaluate_cli_names_a_folder_that_was_not_trained_by_the_recipe_command(
     assert "has no etrag_recipe.json" in capsys.readouterr().err
 
 
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_evaluate_never_replaces_a_folder_it_did_not_write(tmp_path, tiny_folders, data_folder, capsys):
+    """`hf-etrag evaluate RUN --output_dir RUN` replaced the whole run with the report (exit 0): refused now, as is
+    any other folder that holds something else; an earlier report is replaced, files put next to it stay."""
+    qa = data_folder / "qa"
+    recipe = {"task": "open_qa", "train_source": str(qa), "test_source": str(qa), "corpus_source": str(qa),
+              "retriever_name_or_path": tiny_folders["bert"], "objective": "rag_token", "n_docs": 2,
+              "train_doc_encoder": False, "test_generation_limit": 2}  # fmt: skip
+    run = _train(tmp_path, recipe)
+    evaluate = ["evaluate", str(run), "--limit", "4", "--generation_limit", "2", "--no-progress"]
+    before = _tree(run)
+    assert main([*evaluate, "--output_dir", str(run)]) == 2
+    message = capsys.readouterr().err
+    assert f"Refusing to write the evaluation report into {run}: it holds other files (" in message
+    assert "Nothing was written. Pass a new or empty `--output_dir`" in message
+    assert _tree(run) == before
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".run.")], "no temporary folder is left"
+
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "todo.txt").write_text("mine")
+    assert main([*evaluate, "--output_dir", str(notes)]) == 2
+    assert _tree(notes) == {"todo.txt": b"mine"}
+
+    report = run / "evaluation-test"  # written by the training run's do_predict
+    (report / "todo.txt").write_text("mine")
+    assert main(evaluate) == 0
+    assert (report / "todo.txt").read_text() == "mine"
+    assert _metrics(report)["n_examples"] == 4
+
+
 def _index(rows: list[dict]) -> PassageIndex:
     corpus = Dataset.from_list([{**row, "retriever_input_ids": [1, 2]} for row in rows])
     return PassageIndex(corpus)

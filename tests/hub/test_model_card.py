@@ -103,3 +103,24 @@ def test_example_card_matches_the_template(trained):
     assert _headings(EXAMPLE.read_text()) == [
         h.replace("tiny-card", "tiny-lora-rag-sequence") for h in _headings(card)
     ]
+
+
+def test_card_replaces_an_earlier_card_but_not_someone_elses_readme(trained, tmp_path):
+    from hf_etrag.hub.model_card import card_data_from_model, write_model_card
+
+    trainer, _, card = trained
+    data = card_data_from_model(trainer.etrag_model, model_name="tiny-card")
+    folder = tmp_path / "project"
+    folder.mkdir()
+    (folder / "README.md").write_text("# My project\n\nNotes that are not a model card.\n")
+    with pytest.raises(
+        FileExistsError,
+        match=r"Refusing to write the model card to .*README.md: that README.md is not "
+        r"an hf-etrag model card \(no `library_name: hf-etrag`",
+    ):
+        write_model_card(data, folder)
+    assert (folder / "README.md").read_text().startswith("# My project")
+    (folder / "README.md").write_text(card)  # an earlier hf-etrag card: replaced
+    write_model_card(data, folder)
+    assert "library_name: hf-etrag" in (folder / "README.md").read_text()
+    assert sorted(p.name for p in folder.iterdir()) == ["README.md"]
