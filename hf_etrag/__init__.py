@@ -33,7 +33,26 @@ _EXPORTS: dict[str, str] = {
     "tokenize_corpus": "retrieval",
 }
 
-__all__ = [*_EXPORTS, "__version__"]
+__all__ = [  # the names of `_EXPORTS` (a test keeps the two equal), written out for linters and readers
+    "DataArguments",
+    "EtragConfig",
+    "EtragModel",
+    "EtragOutput",
+    "EtragPreTrainedModel",
+    "EtragTokenizers",
+    "EtragTrainer",
+    "EtragTrainingArguments",
+    "IndexRefreshCallback",
+    "ModelArguments",
+    "PassageIndex",
+    "PeftArguments",
+    "apply_peft",
+    "available_objectives",
+    "build_objective",
+    "register_objective",
+    "tokenize_corpus",
+    "__version__",
+]
 
 if TYPE_CHECKING:  # what type checkers and editors see; at run time `__getattr__` imports on demand
     from .adapters.apply import PeftArguments, apply_peft

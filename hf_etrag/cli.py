@@ -7,8 +7,12 @@ import sys
 from collections.abc import Sequence
 
 from .recipes.commands import add_recipe_commands, run_recipe_command
+from .recipes.demo_settings import DemoSettings
+from .recipes.help import DefaultsHelpFormatter
 
 __all__ = ["main", "make_parser"]
+
+DEFAULT_DIAGNOSED = ("rag_sequence", "rag_token", "jsa", "vrag", "vrag:estimator=sampled", "etrag")
 
 
 def _installed_version() -> str:
@@ -22,17 +26,30 @@ def _installed_version() -> str:
 
 
 def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hf-etrag", description=__doc__)
+    # Building the parser imports no torch, transformers or datasets: `hf-etrag --help` answers at once, and each
+    # command imports what it runs.
+    parser = argparse.ArgumentParser(
+        prog="hf-etrag", description=__doc__, formatter_class=DefaultsHelpFormatter
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_installed_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
+    defaults = DemoSettings()
     demo = commands.add_parser(
         "demo",
+        formatter_class=DefaultsHelpFormatter,
         help="Train on a synthetic knowledge base, frozen retriever vs end to end, and print recall@k and EM.",
     )
-    demo.add_argument("--people", type=int, default=None, help="People in the knowledge base (6 facts each).")
-    demo.add_argument("--steps", type=int, default=None, help="Training steps per run.")
-    demo.add_argument("--warmup-steps", type=int, default=None, help="Generator reading warm-up steps.")
-    demo.add_argument("--seed", type=int, default=None)
+    demo.add_argument(
+        "--people", type=int, default=defaults.n_people, help="People in the knowledge base (6 facts each)."
+    )
+    demo.add_argument("--steps", type=int, default=defaults.max_steps, help="Training steps per run.")
+    demo.add_argument(
+        "--warmup-steps",
+        type=int,
+        default=defaults.reader_warmup_steps,
+        help="Generator reading warm-up steps.",
+    )
+    demo.add_argument("--seed", type=int, default=defaults.seed, help="Random seed (data, models, training).")
     demo.add_argument(
         "--random-models",
         action="store_true",
@@ -41,6 +58,7 @@ def make_parser() -> argparse.ArgumentParser:
     demo.add_argument("--no-progress", action="store_true", help="Hide progress bars.")
     diagnose = commands.add_parser(
         "diagnose-gradients",
+        formatter_class=DefaultsHelpFormatter,
         help="Variance of the retriever gradient under each objective, on a fixed batch of the demo data.",
     )
     diagnose.add_argument(
@@ -48,8 +66,9 @@ def make_parser() -> argparse.ArgumentParser:
         action="append",
         dest="objectives",
         metavar="NAME[:KEY=VALUE,...]",
-        help="Objective to measure, with options, e.g. `jsa:mis_steps=4` (repeatable). Default: rag_sequence, "
-        "rag_token, jsa, vrag, vrag:estimator=sampled and etrag.",
+        help="Objective to measure, with options, e.g. `jsa:mis_steps=4` (repeatable). Default: "
+        + ", ".join(DEFAULT_DIAGNOSED)
+        + ".",
     )
     diagnose.add_argument("--repeats", type=int, default=16, help="Gradient estimates per objective.")
     diagnose.add_argument(
@@ -58,17 +77,16 @@ def make_parser() -> argparse.ArgumentParser:
         default="query_encoder",
         help="Whose gradient to measure: the prior retriever's query encoder, or the posterior encoder (jsa, vrag).",
     )
-    diagnose.add_argument("--batch-size", type=int, default=8)
-    diagnose.add_argument("--people", type=int, default=60)
-    diagnose.add_argument("--seed", type=int, default=0)
+    diagnose.add_argument("--batch-size", type=int, default=8, help="Examples in the fixed batch.")
+    diagnose.add_argument(
+        "--people", type=int, default=60, help="People in the demo knowledge base (6 facts each)."
+    )
+    diagnose.add_argument("--seed", type=int, default=0, help="Random seed (data, models, sampling).")
     diagnose.add_argument(
         "--random-models", action="store_true", help="Small random models instead of MiniLM."
     )
     add_recipe_commands(commands)
     return parser
-
-
-DEFAULT_DIAGNOSED = ("rag_sequence", "rag_token", "jsa", "vrag", "vrag:estimator=sampled", "etrag")
 
 
 def parse_objective_spec(spec: str) -> tuple[str, dict]:
@@ -91,7 +109,7 @@ def _diagnose(args: argparse.Namespace) -> None:
     from .data.memory import build_instance_memory
     from .evaluation.diagnostics import HEADER, retriever_gradient_variance
     from .objectives import objective_class
-    from .recipes.demo import DemoSettings, prepare_demo
+    from .recipes.demo import prepare_demo
     from .retrieval.index import PassageIndex
 
     settings = DemoSettings(
@@ -142,19 +160,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command in ("train", "evaluate"):
         return run_recipe_command(args)
     if args.command == "demo":
-        from .recipes.demo import DemoSettings, run_demo
+        from .recipes.demo import run_demo
 
-        settings = DemoSettings()
-        if args.people is not None:
-            settings.n_people = args.people
-        if args.steps is not None:
-            settings.max_steps = args.steps
-        if args.warmup_steps is not None:
-            settings.reader_warmup_steps = args.warmup_steps
-        if args.seed is not None:
-            settings.seed = args.seed
-        settings.use_pretrained = False if args.random_models else None
-        settings.show_progress = not args.no_progress
+        settings = DemoSettings(
+            n_people=args.people,
+            max_steps=args.steps,
+            reader_warmup_steps=args.warmup_steps,
+            seed=args.seed,
+            use_pretrained=False if args.random_models else None,
+            show_progress=not args.no_progress,
+        )
         try:
             run_demo(settings)
         except ValueError as error:

@@ -24,17 +24,20 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
-from transformers import HfArgumentParser
 
-from ..adapters.apply import PeftArguments, check_peft_arguments
-from ..data.relation import DEFAULT_RELATION_TEMPLATE
-from ..data.tasks import get_task
+from ..adapters.arguments import PeftArguments, check_peft_arguments
 from ..files import RECIPE_FILE
-from ..objectives.registry import available_objectives, objective_class
-from ..training.arguments import EtragTrainingArguments
+from ..training.options import EtragTrainingOptions
+
+if TYPE_CHECKING:
+    from transformers import HfArgumentParser
+
+    from ..data.tasks import Task as TaskClass
+    from ..objectives.base import Objective
+    from ..training.arguments import EtragTrainingArguments
 
 __all__ = [
     "DataArguments",
@@ -45,10 +48,29 @@ __all__ = [
     "load_saved_recipe",
     "make_recipe_parser",
     "parse_recipe",
+    "project_argument_classes",
 ]
 
 Task = Literal["relation_extraction", "open_qa", "dialogue"]
 TASKS: tuple[str, ...] = ("relation_extraction", "open_qa", "dialogue")
+
+# `hf_etrag.data.relation.DEFAULT_RELATION_TEMPLATE`, written out: importing `hf_etrag.data` loads datasets and
+# torch, which `hf-etrag train --help` does without (tests/test_cli.py keeps the two equal).
+DEFAULT_RELATION_TEMPLATE = "{sentence} The relation between {subj} and {obj} is"
+
+
+# The argument classes import no torch, transformers or datasets (`hf-etrag train --help` lists their fields
+# fast); their checks import the objective and task registries when an instance is made.
+def _objective_class(name: str) -> type[Objective]:
+    from ..objectives.registry import objective_class
+
+    return objective_class(name)
+
+
+def _get_task(name: str) -> TaskClass:
+    from ..data.tasks import get_task
+
+    return get_task(name)
 
 
 def _json_option(value: dict | str | None, name: str) -> dict:
@@ -81,13 +103,14 @@ class ModelArguments:
     generator_name_or_path: str = field(
         default="bert2bert",
         metadata={
-            "help": "`bert2bert`: a BERT-to-BERT encoder-decoder warm-started from the retriever checkpoint "
-            "(EncoderDecoderModel.from_encoder_decoder_pretrained); else any seq2seq or causal LM folder or Hub id."
+            "help": "Generator: a seq2seq or causal LM folder or Hub id, or `bert2bert`. `bert2bert` is a "
+            "BERT-to-BERT encoder-decoder warm-started from the retriever checkpoint "
+            "(EncoderDecoderModel.from_encoder_decoder_pretrained)."
         },
     )
     generator_gguf_file: str | None = field(
         default=None,
-        metadata={"help": "GGUF file inside `generator_name_or_path` to load the generator from."},
+        metadata={"help": "GGUF file in `generator_name_or_path` to load the generator from."},
     )
     objective: str = field(
         default="rag_sequence",
@@ -96,7 +119,7 @@ class ModelArguments:
     objective_kwargs: dict | str | None = field(
         default=None,
         metadata={
-            "help": "Objective options, a mapping (JSON on the command line), e.g. '{\"mis_steps\": 8}'."
+            "help": "Objective options, a mapping (JSON on the command line). E.g. '{\"mis_steps\": 8}'."
         },
     )
     n_docs: int = field(
@@ -119,46 +142,48 @@ class ModelArguments:
     rerank_top_l: int | None = field(
         default=None,
         metadata={
-            "help": "Atlas's cheap alternative to refreshing: search the (stale) index for the top-L, re-rank them "
-            "with the current document encoder, keep the top `n_docs`. Null: plain search."
+            "help": "Re-rank the index's top-L with the current document encoder. Atlas's cheap alternative to "
+            "refreshing: search the (stale) index for the top-L, re-rank them with the current document "
+            "encoder, keep the top `n_docs`. Null: plain search."
         },
     )
     freeze_retriever: bool = field(
         default=False,
         metadata={
-            "help": "Freeze query and document encoders: the frozen-retriever baseline (generator only)."
+            "help": "Freeze query and document encoders (frozen-retriever baseline). Only the generator trains."
         },
     )
     freeze_generator: bool = field(
         default=False,
         metadata={
-            "help": "Keep the generator as loaded and train the retriever only through its likelihoods (the "
-            "frozen-LM setting of REPLUG); no backward pass through the generator."
+            "help": "Keep the generator as loaded and train the retriever only. The retriever learns through the "
+            "generator's likelihoods (the frozen-LM setting of REPLUG); no backward pass through the "
+            "generator."
         },
     )
     generator_prompt_template: str = field(
         default="{question}",
         metadata={
-            "help": "How the generator reads the query after each passage, e.g. '\\nQuestion: {question}\\nAnswer:' "
-            "for an instruction-tuned decoder-only LM. Needs a generator with its own tokenizer."
+            "help": "How the generator reads the query after each passage. E.g. '\\nQuestion: {question}\\nAnswer:' for "
+            "an instruction-tuned decoder-only LM. Needs a generator with its own tokenizer."
         },
     )
     generator_answer_prefix: str = field(
         default="",
         metadata={
-            "help": "Text before each target answer, e.g. ' ' after a prompt that ends with 'Answer:'."
+            "help": "Text before each target answer. E.g. ' ' after a prompt that ends with 'Answer:'."
         },
     )
     auxiliary_losses: dict | str | None = field(
         default=None,
         metadata={
-            "help": "Retriever co-training losses with weights, e.g. '{\"pdist\": 0.5}' (emdr2, pdist, lsr, "
-            "contrastive)."
+            "help": "Retriever co-training losses with their weights. E.g. '{\"pdist\": 0.5}'; losses: emdr2, pdist, "
+            "lsr, contrastive."
         },
     )
     auxiliary_loss_kwargs: dict | str | None = field(
         default=None,
-        metadata={"help": 'Options per auxiliary loss, e.g. \'{"pdist": {"temperature": 0.1}}\'.'},
+        metadata={"help": 'Options per auxiliary loss. E.g. \'{"pdist": {"temperature": 0.1}}\'.'},
     )
     max_query_length: int = field(default=64, metadata={"help": "Query tokens (retriever and generator)."})
     max_passage_length: int = field(
@@ -172,8 +197,8 @@ class ModelArguments:
     dropout: float | None = field(
         default=0.0,
         metadata={
-            "help": "Dropout of the BERT-style retriever and of the bert2bert generator (null: keep the "
-            "checkpoint's). 0 suits the short CPU recipes, where dropout only slows learning."
+            "help": "Dropout of a BERT-style retriever and a bert2bert generator. Null: keep the checkpoint's; 0 "
+            "suits the short CPU recipes, where dropout only slows learning."
         },
     )
 
@@ -181,11 +206,13 @@ class ModelArguments:
         self.objective_kwargs = _json_option(self.objective_kwargs, "objective_kwargs")
         self.auxiliary_losses = _json_option(self.auxiliary_losses, "auxiliary_losses")
         self.auxiliary_loss_kwargs = _json_option(self.auxiliary_loss_kwargs, "auxiliary_loss_kwargs")
+        from ..objectives.registry import available_objectives
+
         if self.objective not in available_objectives():
             raise ValueError(
                 f"`objective` {self.objective!r} is unknown; choose one of {list(available_objectives())}."
             )
-        n_docs_option = objective_class(self.objective).n_docs_option
+        n_docs_option = _objective_class(self.objective).n_docs_option
         if self.n_docs < 0 or (self.n_docs == 0 and n_docs_option is None):
             raise ValueError(
                 f"`n_docs` must be >= 1 (0, no retrieval, only with `objective: etrag`); got {self.n_docs}."
@@ -221,11 +248,11 @@ class ModelArguments:
     @property
     def reads_instance_memory(self) -> bool:
         """The objective retrieves training instances (etrag's instance memory), not corpus passages."""
-        return objective_class(self.objective).reads_instance_memory
+        return _objective_class(self.objective).reads_instance_memory
 
     def etrag_objective_kwargs(self) -> dict[str, Any]:
         """The objective's options, with `k = n_docs` for etrag (the objective's `n_docs_option`)."""
-        n_docs_option = objective_class(self.objective).n_docs_option
+        n_docs_option = _objective_class(self.objective).n_docs_option
         if n_docs_option is not None:
             return {**self.objective_kwargs, n_docs_option: self.n_docs}
         return dict(self.objective_kwargs)
@@ -241,24 +268,26 @@ class DataArguments:
     train_source: str | None = field(
         default=None,
         metadata={
-            "help": "Training data: a .json/.jsonl file, a folder (+ `train_split`) or a Hub dataset id. "
-            "Relative paths resolve against the current working directory."
+            "help": "Training data: a .json/.jsonl file, a folder or a Hub dataset id. A folder or Hub dataset reads "
+            "`train_split`; relative paths resolve against the current working directory."
         },
     )
     train_split: str | None = field(default="train", metadata={"help": "Split of a folder or Hub source."})
     eval_source: str | None = field(
         default=None,
-        metadata={"help": "Optional validation data, for the Trainer's eval loss and retrieval stats."},
+        metadata={"help": "Optional validation data (the Trainer's eval loss, retrieval stats)."},
     )
-    eval_split: str | None = field(default="validation")
+    eval_split: str | None = field(default="validation", metadata={"help": "Split of `eval_source`."})
     test_source: str | None = field(
         default=None, metadata={"help": "Test data scored after training (empty: no test evaluation)."}
     )
-    test_split: str | None = field(default="test")
+    test_split: str | None = field(default="test", metadata={"help": "Split of `test_source`."})
     corpus_source: str | None = field(
         default=None, metadata={"help": "Passage corpus (open_qa, dialogue); a folder reads `corpus.jsonl`."}
     )
-    corpus_split: str | None = field(default=None)
+    corpus_split: str | None = field(
+        default=None, metadata={"help": "Split of `corpus_source` (null: `corpus` for a folder)."}
+    )
     train_limit: int | None = field(default=None, metadata={"help": "Use the first N training examples."})
     eval_limit: int | None = field(default=None, metadata={"help": "Use the first N validation examples."})
     test_limit: int | None = field(
@@ -267,8 +296,8 @@ class DataArguments:
     test_generation_limit: int | None = field(
         default=None,
         metadata={
-            "help": "Generate answers (EM/F1, relation F1, response F1) for the first N of the test "
-            "examples only: generation costs far more than retrieval on a CPU. None: all."
+            "help": "Generate answers for the first N test examples only (null: all). Those get EM/F1, relation F1 or "
+            "response F1; generation costs far more than retrieval on a CPU."
         },
     )
     relation_template: str = field(
@@ -289,9 +318,10 @@ class DataArguments:
     reader_warmup_steps: int = field(
         default=0,
         metadata={
-            "help": "Before training, train the generator alone for N steps on (query, gold passage) pairs, the "
-            "retriever untouched (open_qa and dialogue: the data must name gold passages). It stands in for a "
-            "generator that arrives pretrained as a reader; give frozen and end-to-end runs the same N."
+            "help": "Train the generator alone for N steps first (a reader warm-up). It trains on (query, gold "
+            "passage) pairs, the retriever untouched (open_qa and dialogue: the data must name gold "
+            "passages). It stands in for a generator that arrives pretrained as a reader; give frozen and "
+            "end-to-end runs the same N."
         },
     )
     max_new_tokens: int = field(
@@ -300,10 +330,10 @@ class DataArguments:
     decoding: Literal["sequence", "sequence_fast", "token"] | None = field(
         default=None,
         metadata={
-            "help": "Test decoding. null: the objective's own (RAG-Token: greedy `token`; others: `sequence`, "
-            "RAG-Sequence thorough decoding, K x K generator passes). `sequence_fast`: RAG-Sequence fast "
-            "decoding (each passage's proposal scored only under the passages that proposed it; about K times "
-            "cheaper). Not used by etrag, which decodes through its soft prompts."
+            "help": "Test decoding (null: the objective's own). The objective's own is greedy `token` for "
+            "RAG-Token and `sequence` (RAG-Sequence thorough decoding, K x K generator passes) for the others. "
+            "`sequence_fast`: RAG-Sequence fast decoding (each passage's proposal scored only under the passages "
+            "that proposed it; about K times cheaper). Not used by etrag, which decodes through its soft prompts."
         },
     )
     report_examples: int = field(default=5, metadata={"help": "Test examples shown in the report."})
@@ -315,7 +345,7 @@ class DataArguments:
             raise ValueError(
                 "`train_source` must be set: a file, a folder (+ `train_split`) or a Hub dataset id."
             )
-        if get_task(self.task).index_kind == "passages" and not self.corpus_source:
+        if _get_task(self.task).index_kind == "passages" and not self.corpus_source:
             raise ValueError(
                 f"task {self.task!r} retrieves passages: set `corpus_source` (e.g. a corpus.jsonl)."
             )
@@ -325,7 +355,7 @@ class DataArguments:
                 raise ValueError(f"`{name}` must be >= 1 or null (all); got {value}.")
         if self.reader_warmup_steps < 0:
             raise ValueError(f"`reader_warmup_steps` must be >= 0; got {self.reader_warmup_steps}.")
-        if self.reader_warmup_steps and not get_task(self.task).has_gold_passages:
+        if self.reader_warmup_steps and not _get_task(self.task).has_gold_passages:
             raise ValueError(
                 "`reader_warmup_steps` reads gold passages, which relation extraction has none of; set it to 0."
             )
@@ -335,7 +365,15 @@ class DataArguments:
                 setattr(self, name, os.path.abspath(value))
 
 
+def project_argument_classes() -> tuple[type, ...]:
+    """The classes of the project's own recipe keys, without the Trainer's (`TrainingArguments`) keys; none of
+    them imports torch or transformers."""
+    return (ModelArguments, DataArguments, EtragTrainingOptions, PeftArguments)
+
+
 def _argument_classes() -> tuple[type, ...]:
+    from ..training.arguments import EtragTrainingArguments
+
     return (ModelArguments, DataArguments, EtragTrainingArguments, PeftArguments)
 
 
@@ -350,8 +388,8 @@ class Recipe:
 
     def __post_init__(self) -> None:
         objective, task = self.model.objective, self.data.task
-        capabilities = objective_class(objective)
-        if get_task(task).index_kind == "instances" and not capabilities.reads_instance_memory:
+        capabilities = _objective_class(objective)
+        if _get_task(task).index_kind == "instances" and not capabilities.reads_instance_memory:
             raise ValueError(
                 f"task 'relation_extraction' retrieves training instances, and only `objective: etrag` keeps an "
                 f"example from retrieving itself (with its own label); got objective {objective!r}. Use etrag "
@@ -383,6 +421,8 @@ class Recipe:
 
 def make_recipe_parser() -> HfArgumentParser:
     """The parser of `hf-etrag train`: every field of the arguments classes is a `--flag`."""
+    from transformers import HfArgumentParser
+
     return HfArgumentParser(_argument_classes(), prog="hf-etrag train")
 
 

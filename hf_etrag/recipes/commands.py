@@ -14,6 +14,8 @@ import json
 import sys
 from typing import Any
 
+from .help import DefaultsHelpFormatter
+
 __all__ = ["add_recipe_commands", "run_recipe_command"]
 
 # Printed after a run: the headline figures of each task, where present.
@@ -34,7 +36,7 @@ def add_recipe_commands(commands: Any) -> None:
     """Add `train` and `evaluate` to the `hf-etrag` subparsers."""
     train = commands.add_parser(
         "train",
-        add_help=False,  # `--help` lists the recipe flags (HfArgumentParser's help), not this wrapper's
+        add_help=False,  # `--help` lists the recipe keys by group (`hf_etrag.recipes.help`), `--help-all` all keys
         help="Train a recipe (YAML; flags after it override it), save the model and evaluate the test split.",
     )
     train.add_argument(
@@ -44,6 +46,7 @@ def add_recipe_commands(commands: Any) -> None:
     # this parser does not know on as `args.overrides`, to the recipe parser.
     evaluate = commands.add_parser(
         "evaluate",
+        formatter_class=DefaultsHelpFormatter,
         help="Score a model folder written by `hf-etrag train` on a test split: metrics.json and a Markdown report.",
     )
     evaluate.add_argument("checkpoint", help="Folder written by `hf-etrag train` (its output_dir).")
@@ -70,7 +73,12 @@ def add_recipe_commands(commands: Any) -> None:
         help="sequence (RAG-Sequence thorough), sequence_fast (fast decoding, ~K times cheaper) or token "
         "(RAG-Token greedy). Default: the recipe's `decoding`, else the objective's.",
     )
-    evaluate.add_argument("--batch_size", type=int, default=None)
+    evaluate.add_argument(
+        "--batch_size",
+        type=int,
+        default=None,
+        help="Queries per batch (default: the recipe's per_device_eval_batch_size).",
+    )
     evaluate.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available).")
     evaluate.add_argument("--no-progress", action="store_true", help="Hide progress bars.")
 
@@ -81,12 +89,14 @@ def _headline(metrics: dict[str, Any]) -> str:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .arguments import make_recipe_parser, parse_recipe
-
     overrides = list(getattr(args, "overrides", []))
-    if any(flag in ("-h", "--help") for flag in overrides):
-        make_recipe_parser().print_help()
+    if any(flag in ("-h", "--help", "--help-all") for flag in overrides):
+        from .help import format_train_help
+
+        print(format_train_help(show_all="--help-all" in overrides), end="")
         return 0
+    from .arguments import parse_recipe
+
     recipe = parse_recipe(args.config, overrides)
     from .pipeline import run_training
 

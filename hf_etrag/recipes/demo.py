@@ -37,25 +37,10 @@ from ..tiny_models import tiny_bart_config, tiny_bert_config, train_wordpiece_to
 from ..training.arguments import EtragTrainingArguments
 from ..training.callbacks import refresh_index
 from ..training.trainer import EtragTrainer
+from .demo_settings import DemoSettings
 from .models import minilm_path
 
 __all__ = ["DemoSettings", "run_demo"]
-
-
-@dataclass
-class DemoSettings:
-    n_people: int = 60
-    max_steps: int = 100
-    reader_warmup_steps: int = 60
-    batch_size: int = 8
-    n_docs: int = 3
-    learning_rate: float = 1e-4
-    retriever_learning_rate: float = 1e-4
-    refresh_steps: int = 25
-    temperature: float = 0.05
-    use_pretrained: bool | None = None  # None: MiniLM if installed
-    seed: int = 0
-    show_progress: bool = True
 
 
 def _minilm_path() -> str | None:

@@ -6,67 +6,23 @@ from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
 
+from .options import EtragTrainingOptions
+
 __all__ = ["EtragTrainingArguments"]
 
 
 @dataclass
-class EtragTrainingArguments(TrainingArguments):
-    """Adds index refresh and retrieval logging options to `TrainingArguments`.
+class EtragTrainingArguments(EtragTrainingOptions, TrainingArguments):
+    """`TrainingArguments` plus [`EtragTrainingOptions`] (index refresh, the retriever's learning rate, ...).
 
     `remove_unused_columns` defaults to `False` because the batch carries retrieval fields
     (`gold_passage_index`, `generator_input_ids`) that `forward`'s signature does not name.
     """
 
-    refresh_steps: int = field(
-        default=0,
-        metadata={
-            "help": "Re-encode the corpus with the current document encoder every N optimiser steps (0: never)."
-        },
-    )
-    refresh_on_epoch_end: bool = field(
-        default=False, metadata={"help": "Also refresh the index at the end of every epoch."}
-    )
-    refresh_batch_size: int = field(
-        default=128, metadata={"help": "Passages per encoder batch during a refresh."}
-    )
-    retriever_learning_rate: float | None = field(
-        default=None,
-        metadata={
-            "help": "Learning rate of the query/document encoders (default: `learning_rate`). Pretrained encoders "
-            "usually want a smaller one than a freshly initialised generator."
-        },
-    )
-    save_index_with_checkpoints: bool = field(
-        default=True,
-        metadata={
-            "help": "Save the passage index (corpus, embeddings, FAISS index) inside every checkpoint."
-        },
-    )
     remove_unused_columns: bool = field(
         default=False, metadata={"help": "Kept False: retrieval fields are not in `forward`'s signature."}
-    )
-    max_nonfinite_steps: int = field(
-        default=10,
-        metadata={
-            "help": "Optimiser steps in a row that may have a NaN/inf loss or gradient: such a step's bad micro-batches "
-            "get no backward (a step with nothing finite left is not applied) and a warning names the step; one "
-            "more in a row stops training with an error. Counts consecutive steps (a finite step resets it), so a "
-            "rare bad batch in a long run is tolerated while a diverged run stops. 0: stop at the first."
-        },
     )
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.refresh_steps < 0:
-            raise ValueError(
-                f"`refresh_steps` must be >= 0 (0 disables periodic refresh); got {self.refresh_steps}."
-            )
-        if self.retriever_learning_rate is not None and self.retriever_learning_rate < 0:
-            raise ValueError(f"`retriever_learning_rate` must be >= 0; got {self.retriever_learning_rate}.")
-        if self.max_nonfinite_steps < 0:
-            raise ValueError(
-                "`max_nonfinite_steps` must be >= 0 (0 stops at the first NaN/inf loss); "
-                f"got {self.max_nonfinite_steps}."
-            )
-        if self.refresh_batch_size < 1:
-            raise ValueError(f"`refresh_batch_size` must be >= 1; got {self.refresh_batch_size}.")
+        self.check_etrag_options()
