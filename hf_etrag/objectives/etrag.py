@@ -148,6 +148,10 @@ class EtragLoss(ModelDrivenObjective):
         self.register_buffer("training_steps_seen", torch.zeros((), dtype=torch.long))
         self.prompt_projection: nn.Linear | None = None
         self.prompt_norm: nn.Parameter | None = None
+        # Memory rows encoded in evaluation (see `_encode_candidates_frozen`), valid for one index and step.
+        self._frozen_rows: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._frozen_owner: Any = None
+        self._frozen_step = -1
 
     @classmethod
     def options_from_tokenizer(cls, retriever_tokenizer: Any) -> dict[str, Any]:
@@ -219,8 +223,10 @@ class EtragLoss(ModelDrivenObjective):
         """Encode the candidate rows afresh: `(B, M, H)` retrieval vectors and `(B, M, 3, H)` span vectors
         (head, tail, label). Up to `instances_with_grad` distinct rows carry gradient, taken rank by rank
         (every query's first candidate, then every second, ...)."""
+        if not self.training:
+            return self._encode_candidates_frozen(model, rows)
         order = self.rows_by_rank(rows)
-        grad_budget = self.instances_with_grad if (self.training and torch.is_grad_enabled()) else 0
+        grad_budget = self.instances_with_grad if torch.is_grad_enabled() else 0
         with_grad, without_grad = order[:grad_budget], order[grad_budget:]
         device = rows.device
         vectors, spans, encoded_rows = [], [], []
@@ -238,6 +244,37 @@ class EtragLoss(ModelDrivenObjective):
         position[torch.cat(encoded_rows)] = torch.arange(sum(len(r) for r in encoded_rows))
         lookup = position.to(device)[rows]
         return torch.cat(vectors)[lookup], torch.cat(spans)[lookup]
+
+    def _encode_candidates_frozen(
+        self, model: RetrieverGenerator, rows: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`encode_candidates` in evaluation (no dropout, no gradient): the encoders do not change between
+        batches, so each memory row is encoded once and kept until the weights can have changed (a training step,
+        a switch to `train()`) or the index is refreshed. A test set's queries share most of their candidates: on SemEval this turns
+        ~10 encodings per test sentence into ~1 per memory row."""
+        embeddings = getattr(model.index, "embeddings", None)
+        if self._frozen_owner is not embeddings or self._frozen_step != int(self.training_steps_seen):
+            self._frozen_rows, self._frozen_owner = {}, embeddings
+            self._frozen_step = int(self.training_steps_seen)
+        distinct = np.unique(rows.cpu().numpy())
+        missing = [int(row) for row in distinct if int(row) not in self._frozen_rows]
+        if missing:
+            ids, mask = model.memory_tokens(np.asarray(missing))
+            ids, mask = ids.to(rows.device), mask.to(rows.device)
+            with torch.no_grad():
+                hidden = model.encode_token_states(ids, mask, side="document")
+                vectors = model.pool_vectors(hidden, mask)
+                spans = pool_spans(hidden, span_masks(ids, mask, self.span_token_ids))
+            for position, row in enumerate(missing):
+                self._frozen_rows[row] = (vectors[position], spans[position])
+        flat = rows.reshape(-1).tolist()
+        vectors = torch.stack([self._frozen_rows[row][0] for row in flat]).view(*rows.shape, -1)
+        spans = torch.stack([self._frozen_rows[row][1] for row in flat])
+        return vectors, spans.view(*rows.shape, *spans.shape[1:])
+
+    def train(self, mode: bool = True) -> EtragLoss:
+        self._frozen_rows = {}
+        return super().train(mode)
 
     def query_spans(
         self, model: RetrieverGenerator, batch: dict[str, torch.Tensor]

@@ -153,3 +153,36 @@ def test_generation_and_round_trip(tmp_path, etrag_setup, tokenizer):
 def test_bad_options_are_rejected(tokenizer):
     with pytest.raises(ValueError, match="`tau` must be > 0"):
         EtragModel(make_config(tokenizer, objective="etrag", objective_kwargs={"tau": 0.0}))
+
+
+def test_evaluation_encodes_each_memory_row_once_and_matches_fresh_encoding(etrag_setup):
+    model, batch = etrag_setup(k=2)
+    model.eval()
+    objective = model.objective
+    query_vectors = model.encode_queries(batch["input_ids"], batch["attention_mask"])
+    rows = objective.candidate_rows(model, query_vectors, None)
+    calls = []
+    encode = model.encode_token_states
+
+    def counting_encode(ids, mask, side):
+        calls.append(ids.shape[0])
+        return encode(ids, mask, side=side)
+
+    model.encode_token_states = counting_encode
+    with torch.no_grad():
+        vectors, spans = objective.encode_candidates(model, rows)
+        again = objective.encode_candidates(model, rows)
+    assert sum(calls) == len(torch.unique(rows)), "each distinct row encoded once, then served from the cache"
+    torch.testing.assert_close(again[0], vectors)
+    # The cached rows equal the training path's fresh encoding (no gradient budget, dropout off).
+    objective.training = True
+    with torch.no_grad():
+        fresh_vectors, fresh_spans = objective.encode_candidates(model, rows)
+    objective.training = False
+    torch.testing.assert_close(vectors, fresh_vectors)
+    torch.testing.assert_close(spans, fresh_spans)
+    # A refreshed index (new embeddings) or a training step drops the cache.
+    model.index.set_embeddings(model.index.embeddings.copy())
+    with torch.no_grad():
+        objective.encode_candidates(model, rows)
+    assert sum(calls) == 3 * len(torch.unique(rows))
