@@ -1,10 +1,11 @@
 """Retrieval: pooling and encoding, pre-tokenised passage storage, and the FAISS passage index."""
 
 from .encoding import PoolingMode, Similarity, encode_token_ids, pool
-from .index import PassageIndex, tokenize_corpus, validate_corpus
+from .index import NonFiniteVectorsError, PassageIndex, tokenize_corpus, validate_corpus
 from .token_store import TokenStore
 
 __all__ = [
+    "NonFiniteVectorsError",
     "PassageIndex",
     "PoolingMode",
     "Similarity",

@@ -24,11 +24,20 @@ from ..files import INDEX_FOLDER, INDEX_OUTPUT
 from .search_threads import faiss_threads_for
 from .token_store import TokenStore
 
-__all__ = ["PassageIndex", "tokenize_corpus", "validate_corpus"]
+__all__ = ["NonFiniteVectorsError", "PassageIndex", "tokenize_corpus", "validate_corpus"]
 
 RETRIEVER_IDS = "retriever_input_ids"
 GENERATOR_IDS = "generator_input_ids"
 _METADATA = "index_metadata.json"
+
+
+class NonFiniteVectorsError(ValueError):
+    """Passage or query vectors hold NaN/inf: FAISS cannot rank them (it returns id -1, which numpy would read as
+    the last passage). Raised before anything is stored or searched; the index stays as it was."""
+
+
+def _nonfinite_rows(vectors: np.ndarray) -> np.ndarray:
+    return np.flatnonzero(~np.isfinite(vectors).all(axis=1))
 
 
 def validate_corpus(corpus: Dataset) -> None:
@@ -130,11 +139,27 @@ class PassageIndex:
         return [str(i) for i in self.corpus["id"]]
 
     def set_embeddings(self, embeddings: np.ndarray, step: int | None = None) -> None:
-        """Build a new FAISS index from `embeddings` and swap it in (the old one stays usable until then)."""
+        """Build a new FAISS index from `embeddings` and swap it in (the old one stays usable until then).
+
+        Vectors with NaN/inf raise [`NonFiniteVectorsError`] and leave the index as it was."""
         embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
         if embeddings.ndim != 2 or embeddings.shape[0] != len(self):
             raise ValueError(
                 f"Embeddings must have shape (n_passages={len(self)}, dim); got {tuple(embeddings.shape)}."
+            )
+        bad = _nonfinite_rows(embeddings)
+        if len(bad):
+            if self.embeddings is None:
+                kept = "it still has no embeddings"
+            elif self.built_at_step is None:
+                kept = "it keeps its earlier embeddings"
+            else:
+                kept = f"it keeps the embeddings built at step {self.built_at_step}"
+            raise NonFiniteVectorsError(
+                f"Refusing to index non-finite passage vectors: {len(bad)} of {len(self)} hold NaN/inf (first: "
+                f"passage {self.passage_ids[bad[0]]!r}, row {bad[0]}), and FAISS cannot rank them. The index is "
+                f"unchanged ({kept}). The document encoder produced them: check its weights for NaN/inf "
+                "(`torch.isfinite`), lower the learning rate or encode in float32, then refresh again."
             )
         index = faiss.index_factory(embeddings.shape[1], self.index_factory, faiss.METRIC_INNER_PRODUCT)
         if not index.is_trained:
@@ -161,8 +186,28 @@ class PassageIndex:
                 f"Query vectors have size {queries.shape[1]} but the index holds vectors of size {self.dim}: "
                 "rebuild the index with the current document encoder."
             )
+        bad = _nonfinite_rows(queries)
+        if len(bad):
+            raise NonFiniteVectorsError(
+                f"Query vectors hold NaN/inf ({len(bad)} of {len(queries)} queries, first: row {bad[0]}), so the "
+                "index cannot rank passages for them. The query encoder produced them: check its weights for NaN/inf "
+                "(`torch.isfinite`; a checkpoint saved after a diverged step, an overflow in half precision)."
+            )
         with faiss_threads_for(queries.shape[0] * len(self) * queries.shape[1]):
-            return self.faiss_index.search(queries, k)
+            scores, ids = self.faiss_index.search(queries, k)
+        if (ids < 0).any():
+            rows = np.flatnonzero((ids < 0).any(axis=1))
+            cause = "its stored vectors are not finite"
+            if self.index_factory != "Flat":
+                cause += (
+                    f", or the approximate `{self.index_factory}` index visited too few (raise its `nprobe`)"
+                )
+            raise ValueError(
+                f"The FAISS index returned no passage (id -1) for {len(rows)} of {len(queries)} queries (first: row "
+                f"{rows[0]}) at k={k}: {cause}. Rebuild the index with `refresh_index(model)` (or `set_embeddings`), "
+                "or load it again from a saved folder."
+            )
+        return scores, ids
 
     def save(self, folder: str | os.PathLike) -> None:
         """Write corpus, embeddings, FAISS index and metadata; atomic (temporary sibling, then rename).
@@ -230,6 +275,15 @@ class PassageIndex:
                 raise _corrupt(
                     folder / "embeddings.npy",
                     f"shape {embeddings.shape}, the metadata says ({n_passages}, {dim})",
+                )
+            bad = _nonfinite_rows(embeddings)
+            if len(bad):
+                raise NonFiniteVectorsError(
+                    f"{folder / 'embeddings.npy'} holds NaN/inf in {len(bad)} of {n_passages} passage vectors (first: "
+                    f"passage {str(corpus[int(bad[0])]['id'])!r}, row {bad[0]}), so the passage index in {folder} "
+                    "cannot be searched. Rebuild it with a document encoder whose weights are finite: "
+                    "`PassageIndex(corpus)`, `hf_etrag.training.callbacks.refresh_index(model)`, `save(...)` (or "
+                    "resume from an earlier checkpoint)."
                 )
             with _reading(folder / "index.faiss"):
                 faiss_index = faiss.read_index(str(folder / "index.faiss"))

@@ -12,6 +12,7 @@ from transformers import TrainerCallback, TrainerControl, TrainerState, Training
 from transformers.trainer_callback import ExportableState
 
 from ..retrieval.distributed import encode_corpus_sharded, unwrap_for_encoding
+from ..retrieval.index import NonFiniteVectorsError
 
 __all__ = ["IndexRefreshCallback", "refresh_index"]
 
@@ -31,6 +32,9 @@ def refresh_index(
     Returns `{"refresh_seconds", "refresh_passages_encoded", "refresh_staleness"}`: the passages this
     process encoded (its shard), and staleness `1 - mean cos(old_i, new_i)` over passages, how far the
     stored embeddings had drifted from the encoder (0 when nothing changed).
+
+    Raises [`hf_etrag.retrieval.index.NonFiniteVectorsError`] when the encoder produced NaN/inf vectors; the index
+    then keeps its earlier embeddings (every process raises alike: they all hold the same gathered vectors).
     """
     model = unwrap_for_encoding(model)
     index = model.index
@@ -66,7 +70,10 @@ class IndexRefreshCallback(TrainerCallback, ExportableState):
     With a trained document encoder the stored passage embeddings go stale: the index ranks passages by
     vectors the encoder no longer produces. This callback rebuilds them with the current encoder (in eval
     mode, without gradient) and swaps the FAISS index whole, so a failure mid-refresh leaves the old index
-    in place. It logs `refresh_seconds` and `refresh_staleness` = 1 - mean cosine(old, new). Under
+    in place. It logs `refresh_seconds` and `refresh_staleness` = 1 - mean cosine(old, new). A refresh whose
+    vectors hold NaN/inf is not swapped in: the index keeps the embeddings it had, a warning names the step, and
+    `nonfinite_refreshes` counts such refreshes in the logs; more than the trainer's `max_nonfinite_steps` of them in
+    a row stop training with an error (as NaN/inf losses do). Under
     multi-process training every process runs it at the same step and encodes its own shard of the corpus
     (`refresh_passages_encoded`); all end with the same index (see [`refresh_index`]).
 
@@ -95,6 +102,9 @@ class IndexRefreshCallback(TrainerCallback, ExportableState):
         self.build_on_train_begin = build_on_train_begin
         self.refresh_count = 0
         self.last_refresh_step: int | None = None
+        self.nonfinite_refreshes = 0  # in total, logged as `nonfinite_refreshes`
+        self.nonfinite_streak = 0  # in a row: compared with `max_nonfinite_steps`
+        self.last_attempt_step: int | None = None  # refreshed or not applied: an epoch end does not retry it
         self.pending_logs: dict[str, float] = {}
 
     def state(self) -> dict:
@@ -105,15 +115,38 @@ class IndexRefreshCallback(TrainerCallback, ExportableState):
                 "batch_size": self.batch_size,
                 "build_on_train_begin": self.build_on_train_begin,
             },
-            "attributes": {"refresh_count": self.refresh_count, "last_refresh_step": self.last_refresh_step},
+            "attributes": {
+                "refresh_count": self.refresh_count,
+                "last_refresh_step": self.last_refresh_step,
+                "nonfinite_refreshes": self.nonfinite_refreshes,
+                "nonfinite_streak": self.nonfinite_streak,
+            },
         }
 
-    def _refresh(self, model: Any, state: TrainerState) -> None:
-        stats = refresh_index(model, self.batch_size, step=state.global_step)
+    def _refresh(self, model: Any, state: TrainerState, args: TrainingArguments | None = None) -> None:
+        self.last_attempt_step = state.global_step
+        try:
+            stats = refresh_index(model, self.batch_size, step=state.global_step)
+        except NonFiniteVectorsError as error:
+            if unwrap_for_encoding(model).index.embeddings is None:
+                raise  # nothing to keep: no index to train with
+            self._skip_nonfinite_refresh(error, state, getattr(args, "max_nonfinite_steps", 0))
+            return
+        self.nonfinite_streak = 0
         self.refresh_count += 1
         self.last_refresh_step = state.global_step
         self.pending_logs.update(stats)
         logger.info("Index refreshed at step %d in %.2fs", state.global_step, stats["refresh_seconds"])
+
+    def _skip_nonfinite_refresh(self, error: Exception, state: TrainerState, limit: int) -> None:
+        self.nonfinite_refreshes += 1
+        self.nonfinite_streak += 1
+        if self.nonfinite_streak > limit:
+            raise RuntimeError(
+                f"Training stopped at step {state.global_step}: the index refresh produced NaN/inf passage vectors "
+                f"in {self.nonfinite_streak} refreshes in a row, more than `max_nonfinite_steps`={limit}. {error}"
+            ) from error
+        logger.warning("Index refresh at step %d not applied: %s", state.global_step, error)
 
     def on_train_begin(
         self,
@@ -134,7 +167,7 @@ class IndexRefreshCallback(TrainerCallback, ExportableState):
             and model is not None
             and unwrap_for_encoding(model).index.embeddings is None
         ):
-            self._refresh(model, state)
+            self._refresh(model, state, args)
 
     def on_step_end(
         self,
@@ -145,7 +178,7 @@ class IndexRefreshCallback(TrainerCallback, ExportableState):
         **kwargs,
     ) -> None:
         if self.refresh_steps and state.global_step % self.refresh_steps == 0 and model is not None:
-            self._refresh(model, state)
+            self._refresh(model, state, args)
 
     def on_epoch_end(
         self,
@@ -155,9 +188,11 @@ class IndexRefreshCallback(TrainerCallback, ExportableState):
         model: Any = None,
         **kwargs,
     ) -> None:
-        if self.refresh_on_epoch_end and model is not None and self.last_refresh_step != state.global_step:
-            self._refresh(model, state)
+        if self.refresh_on_epoch_end and model is not None and self.last_attempt_step != state.global_step:
+            self._refresh(model, state, args)
 
     def pop_logs(self) -> dict[str, float]:
         logs, self.pending_logs = self.pending_logs, {}
+        if self.nonfinite_refreshes:
+            logs["nonfinite_refreshes"] = self.nonfinite_refreshes
         return logs

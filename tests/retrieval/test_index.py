@@ -60,3 +60,86 @@ def test_search_rejects_bad_k_and_wrong_dimension(tokenized_corpus):
         index.search(np.ones((1, 4), np.float32), k=len(tokenized_corpus) + 1)
     with pytest.raises(ValueError, match="rebuild the index"):
         index.search(np.ones((1, 6), np.float32), k=2)
+
+
+# ---- NaN/inf vectors are never stored or searched (issue 14) ---------------------------------------------------------
+
+
+def _vectors(n: int, dim: int = 8) -> np.ndarray:
+    return np.random.default_rng(0).standard_normal((n, dim)).astype(np.float32)
+
+
+def test_nonfinite_embeddings_are_never_indexed(tokenized_corpus):
+    from hf_etrag.retrieval import NonFiniteVectorsError
+
+    good = _vectors(len(tokenized_corpus))
+    index = PassageIndex(tokenized_corpus, embeddings=good)
+    index.built_at_step = 3
+    bad = good.copy()
+    bad[2, 1], bad[5, 0] = np.nan, np.inf
+    passage = str(tokenized_corpus[2]["id"])
+    with pytest.raises(
+        NonFiniteVectorsError,
+        match=rf"Refusing to index non-finite passage vectors: 2 of {len(good)} hold NaN/inf \(first: passage "
+        rf"'{passage}', row 2\).*The index is unchanged \(it keeps the embeddings built at step 3\)",
+    ):
+        index.set_embeddings(bad, step=4)
+    assert index.built_at_step == 3 and np.array_equal(index.embeddings, good)
+    assert index.search(good[[4]], k=1)[1].tolist() == [[int(np.argmax(good @ good[4]))]]  # still searchable
+    with pytest.raises(NonFiniteVectorsError, match=r"unchanged \(it still has no embeddings\)"):
+        PassageIndex(tokenized_corpus, embeddings=bad)
+
+
+def test_an_index_saved_with_nonfinite_embeddings_does_not_load(tmp_path, tokenized_corpus):
+    folder = tmp_path / "index"
+    good = _vectors(len(tokenized_corpus))
+    PassageIndex(tokenized_corpus, embeddings=good).save(folder)
+    bad = good.copy()
+    bad[7] = np.nan
+    np.save(folder / "embeddings.npy", bad, allow_pickle=False)
+    with pytest.raises(
+        ValueError,
+        match=rf"embeddings.npy holds NaN/inf in 1 of {len(good)} passage vectors \(first: passage "
+        rf"'{tokenized_corpus[7]['id']}', row 7\), so the passage index in .* cannot be searched. Rebuild it",
+    ):
+        PassageIndex.load(folder)
+
+
+def test_search_never_turns_id_minus_one_into_a_passage(tmp_path, tokenized_corpus):
+    import faiss
+
+    from hf_etrag.retrieval import NonFiniteVectorsError
+
+    good = _vectors(len(tokenized_corpus))
+    index = PassageIndex(tokenized_corpus, embeddings=good)
+    queries = good[:2].copy()
+    queries[1, 3] = np.nan  # a query encoder with NaN weights
+    with pytest.raises(
+        NonFiniteVectorsError, match=r"Query vectors hold NaN/inf \(1 of 2 queries, first: row 1\)"
+    ):
+        index.search(queries, k=3)
+    # An index.faiss whose vectors are NaN (it disagrees with embeddings.npy): FAISS answers id -1, which numpy
+    # would read as the last passage.
+    folder = tmp_path / "index"
+    index.save(folder)
+    broken = faiss.IndexFlatIP(good.shape[1])
+    broken.add(np.full_like(good, np.nan))
+    faiss.write_index(broken, str(folder / "index.faiss"))
+    loaded = PassageIndex.load(folder)
+    with pytest.raises(
+        ValueError, match=r"returned no passage \(id -1\) for 2 of 2 queries \(first: row 0\) at k=3"
+    ):
+        loaded.search(good[:2], k=3)
+
+
+def test_a_forward_never_reads_id_minus_one_as_the_last_passage(model_and_index, qa_train):
+    import faiss
+
+    from ..conftest import first_batch
+
+    model, index = model_and_index
+    broken = faiss.IndexFlatIP(index.dim)
+    broken.add(np.full_like(index.embeddings, np.nan))
+    index.faiss_index = broken  # stored vectors gone bad behind the index's back
+    with pytest.raises(ValueError, match=r"returned no passage \(id -1\)"):
+        model(**first_batch(qa_train))
