@@ -43,6 +43,7 @@ __all__ = [
     "DataArguments",
     "ModelArguments",
     "Recipe",
+    "RECIPE_DEFAULTS",
     "RECIPE_FILE",
     "load_recipe_yaml",
     "load_saved_recipe",
@@ -365,6 +366,11 @@ class DataArguments:
                 setattr(self, name, os.path.abspath(value))
 
 
+# Where a recipe's defaults differ from the classes' (the Python API keeps transformers' defaults): recipes log
+# to TensorBoard, event files under `output_dir/runs/`, unless the recipe or a flag says `report_to: none`.
+RECIPE_DEFAULTS: dict[str, Any] = {"report_to": "tensorboard"}
+
+
 def project_argument_classes() -> tuple[type, ...]:
     """The classes of the project's own recipe keys, without the Trainer's (`TrainingArguments`) keys; none of
     them imports torch or transformers."""
@@ -455,9 +461,11 @@ def parse_recipe(config: str | os.PathLike | None, overrides: Sequence[str] = ()
     """Parse a recipe file (optional) with command-line `overrides` such as `["--max_steps", "10"]`.
 
     YAML values become the parser's defaults, so a flag wins over the file, and string values go through the
-    same type conversion as flags (YAML reads `1e-4` as a string; it becomes a float here).
+    same type conversion as flags (YAML reads `1e-4` as a string; it becomes a float here). Keys neither sets
+    take [`RECIPE_DEFAULTS`], then the classes' defaults.
     """
     parser = make_recipe_parser()
+    parser.set_defaults(**RECIPE_DEFAULTS)
     if config is not None:
         parser.set_defaults(**load_recipe_yaml(config))
     parsed = parser.parse_args_into_dataclasses(args=list(overrides), look_for_args_file=False)

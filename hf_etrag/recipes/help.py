@@ -100,8 +100,9 @@ DESCRIPTION = (
 )
 BRIEF_EPILOG = (
     "The Trainer's keys (TrainingArguments: output_dir, max_steps, learning_rate, per_device_train_batch_size, "
-    "logging_steps, report_to, seed, ...) work the same way; `hf-etrag train --help-all` lists them all, with the "
-    "full help text of every key."
+    "logging_steps, seed, ...) work the same way; --help-all lists them all, with the full help text of every "
+    "key. Recipes log to TensorBoard (`report_to: tensorboard`, event files under output_dir/runs/); "
+    "`--report_to none` turns it off."
 )
 HELP_POSITION = 32
 _BRIEF_CHARACTERS = 80  # help text shown per key by --help: its first sentence, cut to about this length
@@ -181,12 +182,16 @@ class _KeysFormatter(DefaultsHelpFormatter):
 
 
 def _add_key(group: Any, field: dataclasses.Field, hint: Any, brief: bool) -> None:
+    from .arguments import RECIPE_DEFAULTS
+
     text = field.metadata.get("help", "")
     text = _brief(text) if brief else text
     group.add_argument(
         f"--{field.name}",
         metavar=_metavar(hint),
-        default=_default(field),
+        default=RECIPE_DEFAULTS.get(
+            field.name, _default(field)
+        ),  # what a recipe gets, not the class's default
         help=text.replace("%", "%%"),  # argparse formats help with %-style placeholders
     )
 
