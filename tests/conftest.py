@@ -4,6 +4,7 @@ deep-copied per test (as sentence-transformers' conftest does)."""
 from __future__ import annotations
 
 import copy
+import json
 import os
 
 import pytest
@@ -12,6 +13,8 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from transformers import BertModel  # noqa: E402
 
 from hf_etrag import EtragConfig, EtragModel, PassageIndex, tokenize_corpus  # noqa: E402
 from hf_etrag.data import make_synthetic_knowledge_base, tokenize_qa_dataset  # noqa: E402
@@ -40,6 +43,20 @@ def tokenized_corpus(knowledge_base, tokenizer):
 def qa_train(knowledge_base, tokenizer, tokenized_corpus):
     ids = [str(i) for i in tokenized_corpus["id"]]
     return tokenize_qa_dataset(knowledge_base.train, tokenizer, passage_ids=ids)
+
+
+@pytest.fixture(scope="session")
+def tiny_open_qa_files(tmp_path_factory, knowledge_base, tokenizer) -> dict[str, str]:
+    """Files a tiny `hf-etrag train` open-QA recipe reads: `bert`, a tiny BERT retriever folder (the default
+    bert2bert generator warm-starts from it), and `qa`, a folder with the knowledge base's corpus.jsonl and
+    train.jsonl."""
+    root = tmp_path_factory.mktemp("tiny_open_qa")
+    BertModel(tiny_bert_config(len(tokenizer), hidden_size=32, layers=1)).save_pretrained(root / "bert")
+    tokenizer.save_pretrained(root / "bert")
+    (root / "qa").mkdir()
+    for name, rows in (("corpus", knowledge_base.corpus), ("train", knowledge_base.train)):
+        (root / "qa" / f"{name}.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return {"bert": str(root / "bert"), "qa": str(root / "qa")}
 
 
 def make_training_args(tmp_path, **overrides) -> EtragTrainingArguments:

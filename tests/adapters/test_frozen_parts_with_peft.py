@@ -3,17 +3,13 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import yaml
-from transformers import BertModel
 
 from hf_etrag.adapters.apply import PeftArguments, adapter_parts, apply_peft, check_peft_arguments
 from hf_etrag.cli import main
 from hf_etrag.recipes.arguments import ModelArguments
 from hf_etrag.recipes.models import set_trainable_parts
-from hf_etrag.tiny_models import tiny_bert_config
 
 from ..tiny_checkpoints import model_from_parts, save_tiny_parts
 
@@ -57,19 +53,12 @@ def test_apply_peft_refuses_a_generator_the_recipe_froze(parts, _base_index):
     assert trainable and all(name.startswith("generator.") and "lora_" in name for name in trainable)
 
 
-def test_hf_etrag_train_stops_before_training(tmp_path, tokenizer, knowledge_base, capsys):
-    bert = tmp_path / "bert"
-    BertModel(tiny_bert_config(len(tokenizer), hidden_size=32, layers=1)).save_pretrained(bert)
-    tokenizer.save_pretrained(bert)
-    data = tmp_path / "qa"
-    data.mkdir()
-    for name, rows in (("corpus", knowledge_base.corpus), ("train", knowledge_base.train)):
-        (data / f"{name}.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+def test_hf_etrag_train_stops_before_training(tmp_path, tiny_open_qa_files, capsys):
     recipe = {
         "task": "open_qa",
-        "train_source": str(data),
-        "corpus_source": str(data),
-        "retriever_name_or_path": str(bert),
+        "train_source": tiny_open_qa_files["qa"],
+        "corpus_source": tiny_open_qa_files["qa"],
+        "retriever_name_or_path": tiny_open_qa_files["bert"],
         "freeze_generator": True,
         "use_peft": True,
         "lora_r": 4,

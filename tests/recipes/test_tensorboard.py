@@ -10,36 +10,27 @@ from pathlib import Path
 import pytest
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-from transformers import BertModel
 
 from hf_etrag.cli import main
 from hf_etrag.recipes.arguments import parse_recipe
-from hf_etrag.tiny_models import tiny_bert_config
 
 RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 
 
 @pytest.fixture(scope="module")
-def tiny_recipe(tmp_path_factory, knowledge_base, tokenizer) -> dict:
+def tiny_recipe(tiny_open_qa_files) -> dict:
     """An open-QA recipe on the synthetic knowledge base with a tiny BERT retriever (and the bert2bert generator
     warm-started from it): two steps, a log, an index refresh and an evaluation every step."""
-    root = tmp_path_factory.mktemp("tensorboard")
-    retriever = root / "bert"
-    BertModel(tiny_bert_config(len(tokenizer), hidden_size=32, layers=1)).save_pretrained(retriever)
-    tokenizer.save_pretrained(retriever)
-    data = root / "qa"
-    data.mkdir()
-    for name, rows in (("corpus", knowledge_base.corpus), ("train", knowledge_base.train)):
-        (data / f"{name}.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    data = tiny_open_qa_files["qa"]
     return {
         "task": "open_qa",
-        "train_source": str(data),
-        "corpus_source": str(data),
-        "eval_source": str(data),
+        "train_source": data,
+        "corpus_source": data,
+        "eval_source": data,
         "eval_split": "train",
         "eval_limit": 4,
         "train_limit": 16,
-        "retriever_name_or_path": str(retriever),
+        "retriever_name_or_path": tiny_open_qa_files["bert"],
         "objective": "rag_sequence",
         "n_docs": 2,
         "max_passage_length": 32,
