@@ -164,14 +164,9 @@ class EtragAnsweringMixin:
         batch = EtragDataCollator(self.retriever_pad_id, self.generator_pad_id)(rows)
         device = next(self.parameters()).device
         batch = {name: tensor.to(device) for name, tensor in batch.items()}
-        output = self.generate(
-            batch["input_ids"],
-            batch["attention_mask"],
-            generator_input_ids=batch.get("generator_input_ids"),
-            generator_attention_mask=batch.get("generator_attention_mask"),
-            return_dict_in_generate=True,
-            **generate_kwargs,
-        )
+        # The batch holds input_ids, attention_mask and, with a generator tokenizer of its own, generator_input_ids
+        # and generator_attention_mask: exactly generate's inputs.
+        output = self.generate(**batch, return_dict_in_generate=True, **generate_kwargs)
         texts = tokenizers.generator_tokenizer.batch_decode(output.sequences, skip_special_tokens=True)
         passages = output.passages or [[] for _ in questions]
         answers = [
