@@ -23,7 +23,7 @@ from ..atomic import atomic_directory
 from ..files import MODEL_OUTPUT
 from ..hub.push import EtragHubMixin
 from ..objectives import ModelDrivenObjective, Objective, ObjectiveInputs, build_objective
-from ..objectives.cotraining import build_auxiliary_loss, combine_losses, in_batch_passages
+from ..objectives.cotraining import build_auxiliary_loss, combine_losses
 from ..retrieval.encoding import normalize_if_cosine, pool
 from ..retrieval.index import PassageIndex
 from ..retrieval.rerank import rerank_candidates
@@ -424,17 +424,20 @@ class EtragModel(
             return output
 
         logprobs, logits = self.target_logprobs_for(doc_indices, batch, return_logits=return_logits)
-        inputs = ObjectiveInputs(doc_scores, logprobs, (labels != IGNORE_INDEX).long())
+        inputs = ObjectiveInputs(
+            doc_scores,
+            logprobs,
+            (labels != IGNORE_INDEX).long(),
+            query_vectors=query_vectors,
+            doc_vectors=doc_vectors,
+            doc_indices=doc_indices,
+            gold_passage_index=gold_passage_index,
+            gold_vectors=self._gold_vectors(gold_passage_index, query_vectors.device),
+            temperature=self.config.temperature,
+        )
         terms = self.objective(inputs)
         if len(self.auxiliary_losses):
-            auxiliary = {
-                name: self._contrastive_terms(
-                    loss, query_vectors, doc_vectors, doc_indices, gold_passage_index
-                )
-                if loss.reads_vectors
-                else loss(inputs)
-                for name, loss in self.auxiliary_losses.items()
-            }
+            auxiliary = {name: loss(inputs) for name, loss in self.auxiliary_losses.items()}
             terms = combine_losses(terms, auxiliary, self.config.auxiliary_losses)
         output.loss = terms["loss"]
         output.loss_terms = {name: value.detach() for name, value in terms.items() if name != "loss"}
@@ -465,24 +468,15 @@ class EtragModel(
         logprobs = logprobs.view(labels.shape[0], n_docs, -1)
         return logprobs, logits
 
-    def _contrastive_terms(
-        self,
-        loss: nn.Module,
-        query_vectors: torch.Tensor,
-        doc_vectors: torch.Tensor,
-        doc_indices: torch.Tensor,
-        gold_passage_index: torch.Tensor | None,
-    ) -> dict[str, torch.Tensor]:
-        """In-batch negatives: the batch's retrieved passages plus the known gold ones (see
-        [`in_batch_passages`])."""
-        gold_vectors = None
-        if gold_passage_index is not None and bool((gold_passage_index >= 0).any()):
-            rows = (gold_passage_index >= 0).nonzero(as_tuple=True)[0]
-            gold_vectors = self.document_vectors(gold_passage_index[rows], query_vectors.device)
-        passages, positive, ids = in_batch_passages(
-            doc_vectors, doc_indices, gold_passage_index, gold_vectors
-        )
-        return loss(query_vectors, passages, positive, temperature=self.config.temperature, passage_ids=ids)
+    def _gold_vectors(
+        self, gold_passage_index: torch.Tensor | None, device: torch.device
+    ) -> torch.Tensor | None:
+        """`(G, H)` vectors of the batch's known gold passages, for an auxiliary loss that reads them (`contrastive`)."""
+        if not any(loss.reads_gold_passages for loss in self.auxiliary_losses.values()):
+            return None
+        if gold_passage_index is None or not bool((gold_passage_index >= 0).any()):
+            return None
+        return self.document_vectors(gold_passage_index[gold_passage_index >= 0], device)
 
     @torch.no_grad()
     def generate(

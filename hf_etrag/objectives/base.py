@@ -4,6 +4,8 @@ Two kinds of objective, both chosen by name from the registry:
 
 - [`RetrievalObjective`] (tensor-in): the model retrieves the top-K passages and scores the target under each;
   the objective turns those scores ([`ObjectiveInputs`]) into loss terms. `rag_sequence`, `rag_token`.
+  [`AuxiliaryLoss`] is the same interface for the retriever co-training losses added to such an objective with a
+  weight (`emdr2`, `pdist`, `lsr`, `contrastive`): same registry, same `forward(inputs)`, one term each.
 - [`ModelDrivenObjective`]: the objective retrieves and scores its own candidates through the model's public
   [`RetrieverGenerator`] protocol (a posterior retriever's candidate set, an instance memory). `jsa`, `vrag`,
   `etrag`.
@@ -21,22 +23,44 @@ from typing import Any, ClassVar, Literal, Protocol
 import torch
 from torch import nn
 
-__all__ = ["ModelDrivenObjective", "Objective", "ObjectiveInputs", "RetrievalObjective", "RetrieverGenerator"]
+__all__ = [
+    "AuxiliaryLoss",
+    "ModelDrivenObjective",
+    "Objective",
+    "ObjectiveInputs",
+    "RetrievalObjective",
+    "RetrieverGenerator",
+]
 
 
 @dataclass
 class ObjectiveInputs:
-    """Scores of one batch after retrieval.
+    """Scores of one batch after retrieval, and the vectors they came from.
 
     Attributes:
         doc_scores: `(B, K)` retrieval scores `sim(q, d_k) / temperature`, with gradient to the encoders.
         target_logprobs: `(B, K, T)` log p(y_t | x, z_k, y_<t) of each target token under each passage.
         target_mask: `(B, T)` 1 where `y_t` is a real target token, 0 for padding.
+        query_vectors: `(B, H)` query vectors (pooled, normalised for cosine similarity).
+        doc_vectors: `(B, K, H)` vectors of the retrieved passages.
+        doc_indices: `(B, K)` corpus rows of the retrieved passages.
+        gold_passage_index: `(B,)` corpus row of each example's gold passage, -1 where unknown.
+        gold_vectors: `(G, H)` vectors of the known gold passages (the rows with `gold_passage_index >= 0`, in
+            order); the model fills it only for an auxiliary loss with `reads_gold_passages`.
+        temperature: the retrieval temperature of `doc_scores`.
+
+    The model fills every field; the objectives' own tests may give the first three only.
     """
 
     doc_scores: torch.Tensor
     target_logprobs: torch.Tensor
     target_mask: torch.Tensor
+    query_vectors: torch.Tensor | None = None
+    doc_vectors: torch.Tensor | None = None
+    doc_indices: torch.Tensor | None = None
+    gold_passage_index: torch.Tensor | None = None
+    gold_vectors: torch.Tensor | None = None
+    temperature: float = 1.0
 
 
 class RetrieverGenerator(Protocol):
@@ -119,6 +143,9 @@ class Objective(nn.Module, ABC):
     generator_reads_passages: ClassVar[bool] = True
     #: The option that takes the recipe's `n_docs` (then `n_docs: 0`, no retrieval, is allowed), if any.
     n_docs_option: ClassVar[str | None] = None
+    #: An auxiliary loss, added to a training objective with a weight (`EtragConfig.auxiliary_losses`), rather
+    #: than a training objective of its own (`EtragConfig.objective`).
+    auxiliary: ClassVar[bool] = False
 
     def get_config_dict(self) -> dict[str, Any]:
         """Options shown on the model card."""
@@ -137,6 +164,16 @@ class RetrievalObjective(Objective):
     @abstractmethod
     def forward(self, inputs: ObjectiveInputs) -> dict[str, torch.Tensor]:
         raise NotImplementedError
+
+
+class AuxiliaryLoss(RetrievalObjective):
+    """A retriever co-training loss: the tensor-in interface of [`RetrievalObjective`], returning ONE named term
+    `{"<name>_loss": tensor}` (averaged over the batch), which the model adds to the training objective's loss with
+    its weight."""
+
+    auxiliary: ClassVar[bool] = True
+    #: Reads `ObjectiveInputs.gold_vectors` (the model then encodes the batch's known gold passages).
+    reads_gold_passages: ClassVar[bool] = False
 
 
 class ModelDrivenObjective(Objective):

@@ -1,8 +1,10 @@
 """Auxiliary retriever co-training losses, added to a main objective with per-loss weights.
 
-Each loss returns ONE named term averaged over the batch. The likelihood-based losses (`emdr2`, `pdist`,
+Each loss is an [`AuxiliaryLoss`]: registered by name with the training objectives and called like them,
+`loss(inputs: ObjectiveInputs)`; it returns ONE named term averaged over the batch. The likelihood-based losses (`emdr2`, `pdist`,
 `lsr`) use the generator only as a teacher: its log-likelihoods are detached, so their gradient reaches the
-retriever through `doc_scores` alone. `contrastive` is the DPR in-batch-negatives loss on raw vectors.
+retriever through `doc_scores` alone. `contrastive` is the DPR in-batch-negatives loss on the raw vectors
+(`query_vectors`, `doc_vectors` and `gold_vectors` of the inputs); [`contrastive_loss`] is its tensor maths.
 """
 
 from __future__ import annotations
@@ -12,10 +14,9 @@ from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from .base import ObjectiveInputs
-from .registry import AUXILIARY_LOSSES, build_auxiliary_loss, register_auxiliary_loss
+from .base import AuxiliaryLoss, ObjectiveInputs
+from .registry import AUXILIARY_LOSSES, build_auxiliary_loss, register_objective
 
 __all__ = [
     "AUXILIARY_LOSSES",
@@ -26,6 +27,7 @@ __all__ = [
     "PerplexityDistillationLoss",
     "build_auxiliary_loss",
     "combine_losses",
+    "contrastive_loss",
     "in_batch_passages",
 ]
 
@@ -61,21 +63,7 @@ def _kl(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
     return torch.where(p > 0, p * (log_p - log_q), torch.zeros_like(p)).sum(-1)
 
 
-class AuxiliaryLoss(nn.Module):
-    """Base class: `forward(...) -> {"<name>_loss": tensor}`."""
-
-    name: ClassVar[str] = ""
-    citation: ClassVar[str] = ""
-    #: Reads the raw query and passage vectors (`forward(query_vectors, passage_vectors, positive_index,
-    #: temperature)`) instead of the top-K scores (`forward(inputs: ObjectiveInputs)`).
-    reads_vectors: ClassVar[bool] = False
-
-    def get_config_dict(self) -> dict[str, Any]:
-        """Options shown on the model card."""
-        return {}
-
-
-@register_auxiliary_loss("emdr2")
+@register_objective("emdr2")
 class Emdr2Loss(AuxiliaryLoss):
     r"""EMDR$^2$ retriever loss: the marginal likelihood with the generator held fixed.
 
@@ -105,7 +93,7 @@ class Emdr2Loss(AuxiliaryLoss):
         return {"emdr2_loss": -torch.logsumexp(loglik + doc_logprobs, dim=-1).mean()}
 
 
-@register_auxiliary_loss("pdist")
+@register_objective("pdist")
 class PerplexityDistillationLoss(AuxiliaryLoss):
     r"""Atlas perplexity distillation: pull the retriever towards the generator's passage posterior.
 
@@ -145,7 +133,7 @@ class PerplexityDistillationLoss(AuxiliaryLoss):
         return {"pdist_loss": _kl(log_target, log_retriever).mean()}
 
 
-@register_auxiliary_loss("lsr")
+@register_objective("lsr")
 class LsrLoss(AuxiliaryLoss):
     r"""REPLUG LM-supervised retrieval (LSR).
 
@@ -205,7 +193,55 @@ def in_batch_passages(
     return passages, positive, passage_ids
 
 
-@register_auxiliary_loss("contrastive")
+def contrastive_loss(
+    query_vectors: torch.Tensor,
+    passage_vectors: torch.Tensor,
+    positive_index: torch.Tensor,
+    temperature: float = 1.0,
+    passage_ids: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The maths of [`ContrastiveLoss`]: `query_vectors (B, H)` against `passage_vectors (N, H)`, query `i`'s
+    positive at `positive_index[i]` (-1: none, the row is skipped), `passage_ids (N,)` the corpus row of each
+    passage (entries that hold the positive's row are left out of its softmax). A zero connected to
+    `query_vectors` when no row has a positive."""
+    temperature = _check_temperature("temperature", temperature)
+    if query_vectors.dim() != 2 or passage_vectors.dim() != 2:
+        raise ValueError(
+            f"query_vectors must be (B, H) and passage_vectors (N, H), got {tuple(query_vectors.shape)} "
+            f"and {tuple(passage_vectors.shape)}."
+        )
+    if query_vectors.shape[1] != passage_vectors.shape[1]:
+        raise ValueError(
+            f"query_vectors and passage_vectors must share H, got {query_vectors.shape[1]} "
+            f"and {passage_vectors.shape[1]}."
+        )
+    if positive_index.shape != (query_vectors.shape[0],) or positive_index.dtype != torch.long:
+        raise ValueError(
+            f"positive_index must be a long tensor of shape ({query_vectors.shape[0]},), got "
+            f"{positive_index.dtype} {tuple(positive_index.shape)}."
+        )
+    n = passage_vectors.shape[0]
+    if ((positive_index < -1) | (positive_index >= n)).any():
+        raise ValueError(f"positive_index values must be -1 or in [0, {n}), got {positive_index.tolist()}.")
+    if passage_ids is not None and (passage_ids.shape != (n,) or passage_ids.dtype != torch.long):
+        raise ValueError(
+            f"passage_ids must be a long tensor of shape ({n},) (one corpus row per passage), got "
+            f"{passage_ids.dtype} {tuple(passage_ids.shape)}."
+        )
+    has_positive = positive_index >= 0
+    if not has_positive.any():
+        return query_vectors.sum() * 0
+    positives = positive_index[has_positive]
+    logits = query_vectors[has_positive].float() @ passage_vectors.float().T / temperature
+    if passage_ids is not None:
+        # Other entries holding the positive's passage are neither the target nor negatives.
+        copies = passage_ids.unsqueeze(0) == passage_ids[positives].unsqueeze(1)
+        copies[torch.arange(len(positives), device=copies.device), positives] = False
+        logits = logits.masked_fill(copies, float("-inf"))
+    return F.cross_entropy(logits, positives)
+
+
+@register_objective("contrastive")
 class ContrastiveLoss(AuxiliaryLoss):
     r"""DPR contrastive loss with in-batch negatives.
 
@@ -213,19 +249,19 @@ class ContrastiveLoss(AuxiliaryLoss):
     \frac{\exp(q_i \cdot p_{j_i} / \tau)}{\exp(q_i \cdot p_{j_i} / \tau)
     + \sum_{n \in N_i} \exp(q_i \cdot p_n / \tau)}$$
 
-    over the rows `P` whose gold passage index `j_i` is known (`positive_index != -1`). The model passes the
-    batch's retrieved passages plus the gold passages as `passage_vectors`, with each one's corpus row as
-    `passage_ids`; the negatives `N_i` of query `i` are every passage except the positive's copies (the
-    retrieved copy of its gold passage, or another query's identical gold): a copy in the denominator would
-    count the positive twice and keep the loss >= log 2 however well the retriever ranks. Without
-    `passage_ids` every other entry is a negative. Returns a zero that still connects to `query_vectors` when
-    no row has a positive, so `backward()` works on every step. Karpukhin et al., 2020 (EMNLP).
+    over the rows `P` whose gold passage `j_i` is known (`gold_passage_index != -1`), with `tau` the retrieval
+    temperature. The passages are the batch's retrieved ones (`doc_vectors`) plus the known gold ones
+    (`gold_vectors`), each with its corpus row ([`in_batch_passages`]); the negatives `N_i` of query `i` are every
+    passage except the positive's copies (the retrieved copy of its gold passage, or another query's identical
+    gold): a copy in the denominator would count the positive twice and keep the loss >= log 2 however well the
+    retriever ranks. Returns a zero that still connects to `query_vectors` when no row has a positive, so
+    `backward()` works on every step. Karpukhin et al., 2020 (EMNLP).
 
     Example:
-        >>> ContrastiveLoss()(q, passages, torch.tensor([0, -1]), temperature=0.05, passage_ids=rows)
+        >>> ContrastiveLoss()(inputs)["contrastive_loss"]  # inputs with query_vectors, doc_vectors, doc_indices
     """
 
-    reads_vectors: ClassVar[bool] = True
+    reads_gold_passages: ClassVar[bool] = True
     citation: ClassVar[str] = """@inproceedings{karpukhin2020dpr,
   title     = {Dense Passage Retrieval for Open-Domain Question Answering},
   author    = {Karpukhin, Vladimir and O{\\u{g}}uz, Barlas and Min, Sewon and Lewis, Patrick and Wu, Ledell and
@@ -237,51 +273,20 @@ class ContrastiveLoss(AuxiliaryLoss):
   archivePrefix = {arXiv}
 }"""
 
-    def forward(
-        self,
-        query_vectors: torch.Tensor,
-        passage_vectors: torch.Tensor,
-        positive_index: torch.Tensor,
-        temperature: float = 1.0,
-        passage_ids: torch.Tensor | None = None,
-    ) -> dict[str, torch.Tensor]:
-        temperature = _check_temperature("temperature", temperature)
-        if query_vectors.dim() != 2 or passage_vectors.dim() != 2:
+    def forward(self, inputs: ObjectiveInputs) -> dict[str, torch.Tensor]:
+        missing = [
+            name for name in ("query_vectors", "doc_vectors", "doc_indices") if getattr(inputs, name) is None
+        ]
+        if missing:
             raise ValueError(
-                f"query_vectors must be (B, H) and passage_vectors (N, H), got {tuple(query_vectors.shape)} "
-                f"and {tuple(passage_vectors.shape)}."
+                f"The contrastive loss reads the retrieval vectors; `ObjectiveInputs` lacks {missing} (the model "
+                "fills them)."
             )
-        if query_vectors.shape[1] != passage_vectors.shape[1]:
-            raise ValueError(
-                f"query_vectors and passage_vectors must share H, got {query_vectors.shape[1]} "
-                f"and {passage_vectors.shape[1]}."
-            )
-        if positive_index.shape != (query_vectors.shape[0],) or positive_index.dtype != torch.long:
-            raise ValueError(
-                f"positive_index must be a long tensor of shape ({query_vectors.shape[0]},), got "
-                f"{positive_index.dtype} {tuple(positive_index.shape)}."
-            )
-        n = passage_vectors.shape[0]
-        if ((positive_index < -1) | (positive_index >= n)).any():
-            raise ValueError(
-                f"positive_index values must be -1 or in [0, {n}), got {positive_index.tolist()}."
-            )
-        if passage_ids is not None and (passage_ids.shape != (n,) or passage_ids.dtype != torch.long):
-            raise ValueError(
-                f"passage_ids must be a long tensor of shape ({n},) (one corpus row per passage), got "
-                f"{passage_ids.dtype} {tuple(passage_ids.shape)}."
-            )
-        has_positive = positive_index >= 0
-        if not has_positive.any():
-            return {"contrastive_loss": query_vectors.sum() * 0}
-        positives = positive_index[has_positive]
-        logits = query_vectors[has_positive].float() @ passage_vectors.float().T / temperature
-        if passage_ids is not None:
-            # Other entries holding the positive's passage are neither the target nor negatives.
-            copies = passage_ids.unsqueeze(0) == passage_ids[positives].unsqueeze(1)
-            copies[torch.arange(len(positives), device=copies.device), positives] = False
-            logits = logits.masked_fill(copies, float("-inf"))
-        return {"contrastive_loss": F.cross_entropy(logits, positives)}
+        passages, positive, ids = in_batch_passages(
+            inputs.doc_vectors, inputs.doc_indices, inputs.gold_passage_index, inputs.gold_vectors
+        )
+        loss = contrastive_loss(inputs.query_vectors, passages, positive, inputs.temperature, passage_ids=ids)
+        return {"contrastive_loss": loss}
 
 
 def combine_losses(

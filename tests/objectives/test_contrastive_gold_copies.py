@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from hf_etrag import EtragModel
-from hf_etrag.objectives.cotraining import ContrastiveLoss
+from hf_etrag.objectives.cotraining import contrastive_loss
 
 from ..conftest import first_batch, make_config
 
@@ -28,7 +28,7 @@ def _peaked_case():
 
 def test_retrieved_copies_of_the_gold_passage_are_not_negatives():
     queries, passages, ids, positive = _peaked_case()
-    loss = ContrastiveLoss()(queries, passages, positive, passage_ids=ids)["contrastive_loss"]
+    loss = contrastive_loss(queries, passages, positive, passage_ids=ids)
     assert (
         float(loss) < 1e-6
     )  # the retriever ranks the gold passage first by a wide margin: nothing left to learn
@@ -37,21 +37,19 @@ def test_retrieved_copies_of_the_gold_passage_are_not_negatives():
     want = F.cross_entropy(queries @ passages[kept].T, torch.tensor([2, 3]))
     torch.testing.assert_close(loss, want)
     # counting the copy as a negative (no ids: the old behaviour) puts the loss at log 2 or above
-    counted = ContrastiveLoss()(queries, passages, positive)["contrastive_loss"]
+    counted = contrastive_loss(queries, passages, positive)
     assert float(counted) >= math.log(2) - 1e-6
 
 
 def test_masking_copies_keeps_gradients_finite_and_changes_nothing_without_copies():
     queries, passages, ids, positive = _peaked_case()
     queries = (queries / 30.0).requires_grad_(True)
-    loss = ContrastiveLoss()(queries, passages, positive, temperature=0.5, passage_ids=ids)[
-        "contrastive_loss"
-    ]
+    loss = contrastive_loss(queries, passages, positive, temperature=0.5, passage_ids=ids)
     loss.backward()
     assert torch.isfinite(queries.grad).all()
     distinct = torch.arange(6)
-    with_ids = ContrastiveLoss()(queries, passages, positive, passage_ids=distinct)["contrastive_loss"]
-    without = ContrastiveLoss()(queries, passages, positive)["contrastive_loss"]
+    with_ids = contrastive_loss(queries, passages, positive, passage_ids=distinct)
+    without = contrastive_loss(queries, passages, positive)
     torch.testing.assert_close(with_ids, without)
 
 

@@ -17,6 +17,8 @@ from hf_etrag.objectives.cotraining import (
     PerplexityDistillationLoss,
     build_auxiliary_loss,
     combine_losses,
+    contrastive_loss,
+    in_batch_passages,
 )
 
 LIKELIHOOD_LOSSES = ["emdr2", "pdist", "lsr"]
@@ -114,20 +116,20 @@ def test_likelihood_losses_validate_inputs():
 def test_contrastive_matches_cross_entropy_and_skips_unknown_rows():
     q = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]], requires_grad=True)
     p = torch.tensor([[1.0, 0.0], [0.5, 0.5], [0.0, 1.0], [-1.0, 2.0]])
-    loss = ContrastiveLoss()(q, p, torch.tensor([1, -1, 3]), temperature=0.5)["contrastive_loss"]
+    loss = contrastive_loss(q, p, torch.tensor([1, -1, 3]), temperature=0.5)
     expected = F.cross_entropy(q[[0, 2]] @ p.T / 0.5, torch.tensor([1, 3]))
     assert loss.item() == pytest.approx(expected.item(), abs=1e-6)
     loss.backward()
     assert torch.all(q.grad[1] == 0) and q.grad[0].abs().sum() > 0
 
-    none = ContrastiveLoss()(q, p, torch.tensor([-1, -1, -1]))["contrastive_loss"]
+    none = contrastive_loss(q, p, torch.tensor([-1, -1, -1]))
     assert none.item() == 0.0 and none.requires_grad
     with pytest.raises(ValueError, match="temperature"):
-        ContrastiveLoss()(q, p, torch.tensor([0, 0, 0]), temperature=0.0)
+        contrastive_loss(q, p, torch.tensor([0, 0, 0]), temperature=0.0)
     with pytest.raises(ValueError, match="positive_index"):
-        ContrastiveLoss()(q, p, torch.tensor([0, 4, 0]))
+        contrastive_loss(q, p, torch.tensor([0, 4, 0]))
     with pytest.raises(ValueError, match="share H"):
-        ContrastiveLoss()(q, torch.ones(4, 3), torch.tensor([0, 0, 0]))
+        contrastive_loss(q, torch.ones(4, 3), torch.tensor([0, 0, 0]))
 
 
 def test_combine_losses_weights_and_validation():
@@ -149,3 +151,51 @@ def test_combine_losses_weights_and_validation():
             combine_losses(main, {"emdr2": {"emdr2_loss": aux}}, {"emdr2": bad})
     with pytest.raises(ValueError, match="same losses"):
         combine_losses(main, {"emdr2": {"emdr2_loss": aux}}, {})
+
+
+def test_auxiliary_losses_share_the_objective_registry_and_call_signature():
+    """One registry, one interface: an auxiliary loss is an `AuxiliaryLoss` (a tensor-in objective) registered with
+    the training objectives, called with `ObjectiveInputs` like them; it is not selectable as `objective`."""
+    import inspect
+
+    from hf_etrag.objectives import AuxiliaryLoss, RetrievalObjective, available_objectives, objective_class
+    from hf_etrag.objectives.registry import register_objective
+
+    for name, cls in AUXILIARY_LOSSES.items():
+        assert issubclass(cls, AuxiliaryLoss) and issubclass(cls, RetrievalObjective) and cls.auxiliary
+        assert list(inspect.signature(cls.forward).parameters) == ["self", "inputs"], name
+        assert name not in available_objectives()
+        with pytest.raises(ValueError, match="Unknown objective 'pdist'"):
+            objective_class("pdist")
+    assert not any(objective_class(name).auxiliary for name in available_objectives())
+    with pytest.raises(ValueError, match="already registered"):
+        register_objective("pdist")(type("Other", (AuxiliaryLoss,), {"forward": lambda self, inputs: {}}))
+    with pytest.raises(ValueError, match="already registered"):
+        register_objective("rag_sequence")(type("Other", (AuxiliaryLoss,), {"forward": lambda self, inputs: {}}))
+
+
+def test_contrastive_reads_the_retrieval_vectors_of_the_inputs():
+    """`ContrastiveLoss()(inputs)` is the in-batch-negatives loss over the retrieved passages plus the gold ones,
+    at the inputs' temperature; without the vectors it says what is missing."""
+    gen = torch.Generator().manual_seed(0)
+    queries = torch.randn(3, 4, generator=gen, requires_grad=True)
+    doc_vectors, doc_indices = torch.randn(3, 2, 4, generator=gen), torch.tensor([[0, 5], [1, 2], [3, 4]])
+    gold = torch.tensor([5, -1, 7])
+    gold_vectors = torch.randn(2, 4, generator=gen)
+    inputs = ObjectiveInputs(
+        torch.zeros(3, 2),
+        torch.zeros(3, 2, 1),
+        torch.ones(3, 1),
+        query_vectors=queries,
+        doc_vectors=doc_vectors,
+        doc_indices=doc_indices,
+        gold_passage_index=gold,
+        gold_vectors=gold_vectors,
+        temperature=0.5,
+    )
+    passages, positive, ids = in_batch_passages(doc_vectors, doc_indices, gold, gold_vectors)
+    expected = contrastive_loss(queries, passages, positive, temperature=0.5, passage_ids=ids)
+    torch.testing.assert_close(ContrastiveLoss()(inputs)["contrastive_loss"], expected)
+    assert ContrastiveLoss.reads_gold_passages
+    with pytest.raises(ValueError, match="query_vectors"):
+        ContrastiveLoss()(_random_inputs())
