@@ -20,74 +20,21 @@ import os
 from pathlib import Path
 from typing import Any
 
-import torch
 from datasets import Dataset
-from tqdm.auto import tqdm
 
 from ..atomic import atomic_directory, check_output_folder
-from ..data.collator import EtragDataCollator
 from ..data.labels import LabelConstraint
 from ..data.relation import verbalize_labels
-from ..data.tasks import Predictions, TaskScores, TaskSettings, get_task
+from ..data.tasks import TaskScores, TaskSettings, get_task
 from ..files import EVALUATION_OUTPUT, METRICS_FILE, PREDICTIONS_FILE, READER_WARMUP_FOLDER
 from ..modeling.model import EtragModel
 from ..modeling.tokenization import EtragTokenizers
+from .predict import predict
 from .report import ReportInputs, write_report
 
 __all__ = ["RECALL_KS", "evaluate_model", "predict", "reading_depth", "split_name_of"]
 
 RECALL_KS = (1, 2, 5, 10, 20)
-
-
-@torch.no_grad()
-def predict(
-    model: EtragModel,
-    dataset: Dataset,
-    generator_tokenizer: Any,
-    depth: int,
-    n_generate: int,
-    max_new_tokens: int,
-    label_constraint: LabelConstraint | None = None,
-    batch_size: int = 16,
-    show_progress: bool = False,
-    decoding: str | None = None,
-) -> Predictions:
-    """Retrieve `depth` rows for every example of a tokenised dataset and generate for the first `n_generate`
-    (with `label_constraint`: decode restricted to its labels and return raw labels; `decoding`: see
-    [`hf_etrag.modeling.generation.rag_generate`], default the objective's)."""
-    model.eval()
-    collator = EtragDataCollator(model.retriever_pad_id, model.generator_pad_id)
-    device = next(model.parameters()).device
-    columns = [c for c in ("input_ids", "generator_input_ids") if c in dataset.column_names]
-    retrieved: list[list[int]] = []
-    texts: list[str] = []
-    model_inputs = dataset.select_columns(columns)
-    starts = range(0, len(dataset), batch_size)
-    for start in tqdm(starts, desc="Evaluating", disable=not show_progress, leave=False):
-        rows = model_inputs[start : start + batch_size]
-        features = [{c: rows[c][i] for c in columns} for i in range(len(rows["input_ids"]))]
-        batch = {k: v.to(device) for k, v in collator(features).items()}
-        if depth:
-            query_vectors = model.encode_queries(batch["input_ids"], batch["attention_mask"])
-            retrieved += model.retrieve(query_vectors, depth).cpu().tolist()
-        n = min(len(features), max(0, n_generate - start))
-        if n == 0:
-            continue
-        inputs = {k: v[:n] for k, v in batch.items()}
-        sequences = model.generate(
-            inputs["input_ids"],
-            inputs["attention_mask"],
-            generator_input_ids=inputs.get("generator_input_ids"),
-            generator_attention_mask=inputs.get("generator_attention_mask"),
-            max_new_tokens=label_constraint.max_new_tokens if label_constraint else max_new_tokens,
-            label_constraint=label_constraint,
-            **({"decoding": decoding} if decoding else {}),
-        )
-        if label_constraint is not None:
-            texts += label_constraint.batch_decode(sequences)
-        else:
-            texts += generator_tokenizer.batch_decode(sequences, skip_special_tokens=True)
-    return Predictions(retrieved, texts)
 
 
 def split_name_of(source: str, split: str | None) -> str:
