@@ -29,4 +29,4 @@ class DemoSettings:
     def quick(cls, **changes: object) -> DemoSettings:
         """`hf-etrag demo --quick`: fewer people, warm-up and training steps (see docs/results.md for what it
         shows and how long it takes)."""
-        return dataclasses.replace(cls(n_people=30, max_steps=50, reader_warmup_steps=60), **changes)
+        return dataclasses.replace(cls(n_people=30, max_steps=30, reader_warmup_steps=60), **changes)
