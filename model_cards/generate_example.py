@@ -3,18 +3,19 @@
 Offline, on CPU, in about a minute: a synthetic knowledge base, a tiny BERT retriever and a tiny BART generator
 (random weights saved as `tiny-bert/` and `tiny-bart/` in a scratch folder, so that the card names them as bases),
 LoRA on the generator, 30 training steps with an evaluation at the end, `evaluation-test/metrics.json` from
-`hf_etrag.evaluation.qa.evaluate_qa`, then `EtragTrainer.create_model_card`.
+`hf_etrag.evaluation.checkpoint.evaluate_model` (what `hf-etrag evaluate` runs), then
+`EtragTrainer.create_model_card`.
 
     python model_cards/generate_example.py
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 from transformers import AutoModel, AutoModelForSeq2SeqLM
@@ -22,7 +23,7 @@ from transformers import AutoModel, AutoModelForSeq2SeqLM
 from hf_etrag import EtragModel, PassageIndex, tokenize_corpus
 from hf_etrag.adapters.apply import PeftArguments, apply_peft
 from hf_etrag.data import make_synthetic_knowledge_base, tokenize_qa_dataset
-from hf_etrag.evaluation.qa import evaluate_qa
+from hf_etrag.evaluation.checkpoint import evaluate_model
 from hf_etrag.modeling.tokenization import EtragTokenizers
 from hf_etrag.tiny_models import tiny_bart_config, tiny_bert_config, train_wordpiece_tokenizer
 from hf_etrag.training.arguments import EtragTrainingArguments
@@ -86,9 +87,17 @@ def main() -> None:
             processing_class=EtragTokenizers(tokenizer),
         )
         trainer.train()
-        scores = evaluate_qa(model, evaluation, tokenizer, show_progress=False)
-        Path("run/evaluation-test").mkdir(parents=True)  # where `hf-etrag evaluate` writes by default
-        Path("run/evaluation-test/metrics.json").write_text(json.dumps({"split": "test", **scores}, indent=2))
+        evaluate_model(  # into run/evaluation-test/, where `hf-etrag evaluate` writes by default
+            model,
+            EtragTokenizers(tokenizer),
+            evaluation,
+            task="open_qa",
+            task_settings=SimpleNamespace(relation_template="", max_history_turns=None, negative_label=None),
+            source="synthetic",
+            split="test",
+            checkpoint_dir="run",
+            max_new_tokens=16,
+        )
         trainer.create_model_card(dataset_name=DATASET, tags=["example"])
         shutil.copyfile(Path("run") / "README.md", EXAMPLE)
     finally:
