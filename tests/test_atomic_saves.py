@@ -250,3 +250,71 @@ def test_every_file_of_a_report_is_an_entry_of_the_evaluation_kind(tmp_path):
     assert len(written) == 5 and {p.name for p in (tmp_path / "report").iterdir()} == set(written)
     for name in [*written, "metrics.json", "predictions.jsonl"]:
         assert EVALUATION_OUTPUT.owns(name), name
+
+
+# ---- a Trainer checkpoint is one unit (issue 14, item 4); random kills: benchmarks/kill_resume.py -------------------
+
+
+@pytest.mark.slow  # a training subprocess plus two short runs: about half a minute
+def test_a_run_killed_mid_checkpoint_resumes_from_the_last_complete_one(
+    tmp_path, _base_model, tokenized_corpus, qa_train
+):
+    """SIGKILL after checkpoint-2's weights and index are written, before its optimizer and trainer state: transformers'
+    own lookup names that half-written checkpoint-2 (and resuming from it failed); "latest" is checkpoint-1, and the
+    resumed run ends exactly where an uninterrupted one does."""
+    import json
+
+    from transformers.trainer_utils import get_last_checkpoint
+
+    from hf_etrag import EtragTrainer, EtragTrainingArguments
+    from hf_etrag.training.checkpoints import latest_checkpoint
+
+    _base_model.save_pretrained(tmp_path / "initial")  # every process starts from the same weights and data
+    tokenized_corpus.save_to_disk(str(tmp_path / "corpus"))
+    qa_train.save_to_disk(str(tmp_path / "train"))
+    settings = dict(per_device_train_batch_size=4, learning_rate=1e-2, max_steps=3, save_strategy="steps",
+                    save_steps=1, refresh_steps=2, report_to=[], use_cpu=True, seed=0, disable_tqdm=True)  # fmt: skip
+    out = tmp_path / "out"
+    script = textwrap.dedent(
+        f"""
+        import json, os, signal
+        from datasets import load_from_disk
+        from transformers import Trainer
+        from hf_etrag import EtragModel, EtragTrainer, EtragTrainingArguments, PassageIndex
+
+        real_save = Trainer._save_optimizer_and_scheduler
+        def save_then_die(self, output_dir):
+            if self.state.global_step == 2:
+                os.kill(os.getpid(), signal.SIGKILL)
+            real_save(self, output_dir)
+        Trainer._save_optimizer_and_scheduler = save_then_die
+        args = EtragTrainingArguments(output_dir={str(out)!r}, **json.loads({json.dumps(settings)!r}))
+        index = PassageIndex(load_from_disk({str(tmp_path / "corpus")!r}))
+        model = EtragModel.from_pretrained({str(tmp_path / "initial")!r})
+        EtragTrainer(model, args, index=index, train_dataset=load_from_disk({str(tmp_path / "train")!r})).train()
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    assert result.returncode == -9, result.stderr[-2000:]
+    half_written = out / "checkpoint-2"
+    assert (half_written / "model.safetensors").is_file() and (half_written / "passage_index").is_dir()
+    assert not (half_written / "optimizer.pt").exists() and not (half_written / "trainer_state.json").exists()
+    assert get_last_checkpoint(str(out)) == str(half_written)  # the trap
+    assert latest_checkpoint(out) == str(out / "checkpoint-1")
+
+    def run(output_dir, resume=None):
+        model, index = EtragModel.from_pretrained(tmp_path / "initial"), PassageIndex(tokenized_corpus)
+        args = EtragTrainingArguments(output_dir=str(output_dir), **settings)
+        trainer = EtragTrainer(model, args, index=index, train_dataset=qa_train)
+        trainer.train(resume_from_checkpoint=resume)
+        return trainer
+
+    resumed, reference = run(out, resume=True), run(tmp_path / "reference")
+    assert resumed.state.global_step == 3
+    assert _same_weights(resumed.etrag_model, reference.etrag_model)
+    np.testing.assert_array_equal(
+        resumed.etrag_model.index.embeddings, reference.etrag_model.index.embeddings
+    )
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint-1", "checkpoint-2", "checkpoint-3"]
+    assert (half_written / "trainer_state.json").is_file(), "checkpoint-2 was written again, whole"
+    assert json.loads((half_written / "trainer_state.json").read_text())["global_step"] == 2

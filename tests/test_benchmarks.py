@@ -191,3 +191,10 @@ def test_run_recipes_reads_the_refresh_share_from_the_trainer_state():
     share = _load("run_recipes").refresh_share(state)
     assert share == {"refreshes": 2, "refresh_seconds": 50.0, "train_runtime": 500.0, "refresh_share": 0.1}
     assert _load("run_recipes").refresh_share({"log_history": []})["refresh_share"] == 0.0
+
+
+@pytest.mark.slow
+def test_kill_resume_benchmark_ends_equal_to_the_uninterrupted_run(capsys):
+    assert _load("kill_resume").main(["--kills", "1", "--steps", "4", "--refresh-steps", "2"]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("kills: 1 (") and last.endswith("final weights equal: yes; final index equal: yes")

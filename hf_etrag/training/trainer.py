@@ -12,7 +12,7 @@ import pyarrow.compute as pc
 import torch
 from datasets import Dataset
 from transformers import Trainer
-from transformers.trainer_utils import get_last_checkpoint
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
 from ..adapters.checkpoint import is_adapter_checkpoint
 from ..data.collator import EtragDataCollator
@@ -24,6 +24,7 @@ from ..modeling.tokenization import EtragTokenizers
 from ..retrieval.index import PassageIndex
 from .arguments import EtragTrainingArguments
 from .callbacks import IndexRefreshCallback
+from .checkpoints import clean_stale_checkpoints, resolve_resume_checkpoint, writing_checkpoint
 
 __all__ = ["EtragTrainer"]
 
@@ -134,15 +135,25 @@ class EtragTrainer(Trainer):
         return self.accelerator.unwrap_model(self.model)
 
     def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs: Any):
-        """`Trainer.train`. When resuming, the checkpoint's `passage_index/` (embeddings, FAISS index and the step
-        it was built at) is restored first: the run continues on the index the interrupted run had, with no
-        re-encoding, and the refresh schedule (`global_step % refresh_steps`) continues where it was."""
-        checkpoint = resume_from_checkpoint
-        if checkpoint is True and os.path.isdir(self.args.output_dir):
-            checkpoint = get_last_checkpoint(self.args.output_dir)
-        if isinstance(checkpoint, (str, os.PathLike)):
-            self._restore_index(str(checkpoint))
-        return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+        """`Trainer.train`, resuming whole checkpoints only (`hf_etrag.training.checkpoints`).
+
+        `resume_from_checkpoint`: a checkpoint folder, or `True`, `"true"` or `"latest"` for the newest complete
+        `checkpoint-N` of `output_dir` (an interrupted save is never picked; an explicit path to one is refused).
+        What interrupted saves left in `output_dir` is removed first. The checkpoint's `passage_index/` is restored
+        (embeddings, FAISS index and the step it was built at): the run continues on the index the interrupted run
+        had, with no re-encoding, and the refresh schedule continues where it was. A checkpoint that already reached
+        `max_steps` takes no further step."""
+        if self.args.should_save:
+            removed = clean_stale_checkpoints(self.args.output_dir)
+            if removed:
+                logger.warning(
+                    "Removed what interrupted checkpoint saves left in %s: %s.", self.args.output_dir, removed
+                )
+        self.accelerator.wait_for_everyone()
+        checkpoint = resolve_resume_checkpoint(resume_from_checkpoint, self.args.output_dir)
+        if checkpoint is not None:
+            self._restore_index(checkpoint)
+        return super().train(resume_from_checkpoint=checkpoint, **kwargs)
 
     def _restore_index(self, checkpoint: str) -> None:
         folder = os.path.join(checkpoint, INDEX_FOLDER)
@@ -173,6 +184,37 @@ class EtragTrainer(Trainer):
         for callback in self.callback_handler.callbacks:
             if isinstance(callback, IndexRefreshCallback):
                 callback.last_refresh_step = model.index.built_at_step
+
+    def _run_epoch(self, *args: Any, **kwargs: Any) -> Any:
+        # transformers (5.x) runs the rest of the resumed epoch before checking `max_steps`: a checkpoint saved at
+        # `max_steps` mid-epoch would take one more optimiser step when resumed.
+        if 0 < self.state.max_steps <= self.state.global_step:
+            self.control.should_training_stop = True
+            return None
+        return super()._run_epoch(*args, **kwargs)
+
+    def _save_checkpoint(self, model: torch.nn.Module, trial: Any) -> None:
+        """`Trainer._save_checkpoint` as one unit (`hf_etrag.training.checkpoints.writing_checkpoint`): the folder
+        is marked in progress until every file of every process is written, and older checkpoints are rotated out
+        (`save_total_limit`) only after that."""
+        run_dir = self._get_output_dir(trial=trial)
+        folder = os.path.join(run_dir, f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+        limit = self.args.save_total_limit
+        with writing_checkpoint(
+            folder, self.state.global_step, self.args.should_save, self.accelerator.wait_for_everyone
+        ):
+            self.args.save_total_limit = None  # no rotation while the new checkpoint is incomplete
+            try:
+                super()._save_checkpoint(model, trial)
+            finally:
+                self.args.save_total_limit = limit
+        if self.args.should_save:
+            rotate_checkpoints(
+                output_dir=run_dir,
+                save_total_limit=limit,
+                best_model_checkpoint=self.state.best_model_checkpoint,
+                use_mtime=True,
+            )
 
     def create_optimizer(self, model: torch.nn.Module | None = None) -> torch.optim.Optimizer:
         """Like `Trainer.create_optimizer`, with `retriever_learning_rate` for the encoders' parameters."""

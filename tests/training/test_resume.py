@@ -132,3 +132,47 @@ def test_resume_without_an_index_attaches_the_checkpoints(tmp_path, uninterrupte
     )
     trainer.train(resume_from_checkpoint=f"{uninterrupted.args.output_dir}/checkpoint-{SAVE_EVERY}")
     assert model.index.built_at_step == 2 and trainer.state.global_step == SAVE_EVERY + 1
+
+
+# ---- issue 14: what is resumed must belong together -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("uninterrupted", [False], ids=["stored_embeddings"], indirect=True)
+@pytest.mark.parametrize("value", [True, "true", "latest", "LATEST"])
+def test_resume_from_latest_picks_the_newest_complete_checkpoint(
+    tmp_path, uninterrupted, _base_model, _base_index, qa_train, value
+):
+    import shutil
+
+    from hf_etrag.training.checkpoints import IN_PROGRESS_MARKER
+
+    run = tmp_path / "run"
+    shutil.copytree(uninterrupted.args.output_dir, run, ignore=shutil.ignore_patterns("checkpoint-6"))
+    partial = run / "checkpoint-5"  # an interrupted save: weights written, no trainer_state.json
+    partial.mkdir()
+    (partial / IN_PROGRESS_MARKER).write_text('{"pid": 999999999, "host": "elsewhere"}')
+    shutil.copy(run / "checkpoint-3" / "model.safetensors", partial / "model.safetensors")
+    model, index = _fresh(_base_model, _base_index)
+    trainer = EtragTrainer(model, _args(run, max_steps=SAVE_EVERY + 1), index=index, train_dataset=qa_train)
+    trainer.train(resume_from_checkpoint=value)
+    assert (
+        trainer.state.global_step == SAVE_EVERY + 1
+    )  # resumed from checkpoint-3, not the partial checkpoint-5
+    assert not partial.exists(), "the interrupted save is cleaned up at the start"
+    assert (run / "checkpoint-3").is_dir() and (run / "checkpoint-4").is_dir()
+
+
+@pytest.mark.parametrize("uninterrupted", [False], ids=["stored_embeddings"], indirect=True)
+def test_resuming_a_run_that_reached_max_steps_takes_no_step(
+    tmp_path, uninterrupted, _base_model, _base_index, qa_train
+):
+    """checkpoint-6 is mid-epoch (15 steps per epoch): transformers would run step 7 before checking max_steps."""
+    model, index = _fresh(_base_model, _base_index)
+    trainer = EtragTrainer(model, _args(tmp_path / "run_h"), index=index, train_dataset=qa_train)
+    trainer.train(resume_from_checkpoint=f"{uninterrupted.args.output_dir}/checkpoint-{STEPS}")
+    assert trainer.state.global_step == STEPS
+    assert not [entry for entry in trainer.state.log_history if entry.get("step", 0) > STEPS]
+    assert all(
+        torch.equal(p, q)
+        for p, q in zip(model.parameters(), uninterrupted.etrag_model.parameters(), strict=True)
+    )
