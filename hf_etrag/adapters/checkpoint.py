@@ -13,7 +13,10 @@ Layout of such a checkpoint (a local folder or a Hub repo):
 
 The frozen base weights of an adapted part are not written: `from_pretrained` loads them from
 `adapter_bases[part]` with the part's saved sub-config (and `gguf_file=` for a GGUF base, whose folder has no
-safetensors weights), then puts the adapters back with `PeftModel.from_pretrained`.
+safetensors weights), then puts the adapters back with `PeftModel.from_pretrained`. `<part>_adapter/base_fingerprint.json`
+records a fingerprint of the frozen base weights the adapters were trained on
+(`hf_etrag.retrieval.fingerprint.weights_fingerprint`); loading or resuming onto a base with other weights (a folder
+replaced by a different model of the same shape, a Hub repo updated since) raises `AdapterBaseMismatchError`.
 A base that was not loaded from a checkpoint (a warm-started `EncoderDecoderModel`, a model built from a config) has
 no name to reload it by: `adapter_bases[part]` is then `""` and its frozen weights go into `model.safetensors`.
 `merge_adapters()` folds the adapters into the bases (peft's `merge_and_unload`), after which the model saves and
@@ -42,9 +45,11 @@ from transformers import (
 )
 
 from ..modeling.configuration import EtragConfig
+from ..retrieval.fingerprint import weights_fingerprint
 from .apply import ADAPTER_PARTS, adapter_parts
 
 __all__ = [
+    "AdapterBaseMismatchError",
     "EtragAdapterMixin",
     "adapter_base_entry",
     "adapter_base_source",
@@ -56,6 +61,7 @@ __all__ = [
 ]
 
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
+BASE_FINGERPRINT = "base_fingerprint.json"
 # What a model checkpoint consists of (also what a Hub snapshot of one needs): config, weights, adapter folders.
 CHECKPOINT_PATTERNS = [
     "config.json",
@@ -65,6 +71,10 @@ CHECKPOINT_PATTERNS = [
     "*_adapter/*",
 ]
 _HUB_KWARGS = ("revision", "token", "cache_dir", "local_files_only", "force_download")
+
+
+class AdapterBaseMismatchError(ValueError):
+    """The base model found for an adapter checkpoint is not the one its adapters were trained on."""
 
 
 def adapter_folder(part: str) -> str:
@@ -148,11 +158,10 @@ class EtragAdapterMixin:
         super().save_pretrained(save_directory, state_dict=kept, **kwargs)
         if kwargs.get("is_main_process", True):
             for name, part in parts.items():
-                _save_adapter(
-                    part,
-                    Path(save_directory) / adapter_folder(name),
-                    adapter_base_source(self.config.adapter_bases[name])[0],
-                )
+                base = adapter_base_source(self.config.adapter_bases[name])[0]
+                _save_adapter(part, Path(save_directory) / adapter_folder(name), base)
+                if base:  # a named base is reloaded from elsewhere: record which weights it must have
+                    _save_base_fingerprint(part, Path(save_directory) / adapter_folder(name), base)
 
     @classmethod
     def from_pretrained(
@@ -196,6 +205,7 @@ class EtragAdapterMixin:
                 "apply the same PEFT set-up before resuming, or load it with `EtragModel.from_pretrained`."
             )
         for name, part in parts.items():
+            _check_base_fingerprint(folder, name, saved[name], _base_tensors(part))
             weights = load_peft_weights(str(folder / adapter_folder(name)))
             result = set_peft_model_state_dict(part, weights, adapter_name=part.active_adapter)
             if result.unexpected_keys:
@@ -243,6 +253,70 @@ def _save_adapter(part: PeftModel, folder: Path, base: str) -> None:
     config.save_pretrained(str(folder))
 
 
+def _base_tensors(part: PeftModel) -> list[tuple[str, torch.Tensor]]:
+    """The base weights of an adapted part under the names the plain base model gives them: adapter layers and
+    `modules_to_save` copies left out, peft's `base_layer` / `original_module` wrappers taken off the names."""
+    adapters = _adapter_parameter_names(part)
+    layer_names = {"modules_to_save"}
+    for module in part.modules():
+        if isinstance(module, BaseTunerLayer):
+            layer_names.update(module.adapter_layer_names)
+    tensors = []
+    for key, tensor in part.state_dict().items():
+        if key in adapters or layer_names.intersection(key.split(".")):
+            continue
+        name = (
+            key.removeprefix("base_model.model.")
+            .replace(".base_layer.", ".")
+            .replace(".original_module.", ".")
+        )
+        tensors.append((name, tensor))
+    return tensors
+
+
+def _frozen_base_names(part: PeftModel) -> set[str]:
+    """Base weights that train with the adapters (saved in `model.safetensors`): not part of the base's identity."""
+    return {
+        name.removeprefix("base_model.model.").replace(".base_layer.", ".").replace(".original_module.", ".")
+        for name in _trainable_base_names(part)
+    }
+
+
+def _save_base_fingerprint(part: PeftModel, folder: Path, base: str) -> None:
+    trained = _frozen_base_names(part)
+    tensors = [(name, tensor) for name, tensor in _base_tensors(part) if name not in trained]
+    record = {
+        "base": base,
+        "fingerprint": weights_fingerprint(tensors),
+        "trained_base_weights": sorted(trained),
+    }
+    (folder / BASE_FINGERPRINT).write_text(json.dumps(record, indent=2) + "\n")
+
+
+def _check_base_fingerprint(
+    folder: Path, part: str, entry: str | dict[str, str], tensors: list[tuple[str, torch.Tensor]]
+) -> None:
+    """Raise `AdapterBaseMismatchError` when `tensors` (the base now found for `part`) are not the weights the
+    adapters in `folder` were trained on. Checkpoints saved before the fingerprint was recorded are not checked."""
+    record_file = folder / adapter_folder(part) / BASE_FINGERPRINT
+    if not record_file.is_file():
+        return
+    record = json.loads(record_file.read_text())
+    trained = set(record.get("trained_base_weights") or [])
+    found = weights_fingerprint([(name, tensor) for name, tensor in tensors if name not in trained])
+    if found == record.get("fingerprint"):
+        return
+    base = adapter_base_source(entry)[0] or record.get("base")
+    raise AdapterBaseMismatchError(
+        f"The {part} base at {base!r} is not the model the adapters in {folder / adapter_folder(part)} were trained "
+        f"on: its weights differ (fingerprint {found[:12]}; {record_file.name} records "
+        f"{str(record.get('fingerprint'))[:12]} for {record.get('base')!r}), although the shapes may match. The "
+        "adapters would run on weights they were never trained with. Put the original base back at that path (or "
+        f"set `adapter_bases.{part}` in {folder / 'config.json'} to where it is now), or load a merged checkpoint "
+        "(`merge_adapters()` before saving) that does not depend on the base."
+    )
+
+
 def _load_adapter_model(cls: type, name_or_path: str | os.PathLike, config: EtragConfig, kwargs: dict) -> Any:
     kwargs = dict(kwargs)
     kwargs.pop("config", None)
@@ -261,6 +335,10 @@ def _load_adapter_model(cls: type, name_or_path: str | os.PathLike, config: Etra
         name: _load_base(config, name, base, kwargs) for name, base in config.adapter_bases.items() if base
     }
     model = cls(config, **bases)
+    for name in bases:  # as the model holds them (it drops parts it does not use, such as BERT's pooler)
+        _check_base_fingerprint(
+            folder, name, config.adapter_bases[name], list(getattr(model, name).state_dict().items())
+        )
     for name in config.adapter_bases:
         wrapped = PeftModel.from_pretrained(
             getattr(model, name), str(folder / adapter_folder(name)), is_trainable=is_trainable

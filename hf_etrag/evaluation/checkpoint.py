@@ -16,6 +16,7 @@ generate; relation extraction decodes restricted to the training labels (`LabelC
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -26,13 +27,23 @@ from ..atomic import atomic_directory, check_output_folder
 from ..data.labels import LabelConstraint
 from ..data.relation import verbalize_labels
 from ..data.tasks import TaskScores, TaskSettings, get_task
-from ..files import EVALUATION_OUTPUT, METRICS_FILE, PREDICTIONS_FILE, READER_WARMUP_FOLDER
+from ..files import EVALUATION_OUTPUT, INDEX_FOLDER, METRICS_FILE, PREDICTIONS_FILE, READER_WARMUP_FOLDER
 from ..modeling.model import EtragModel
 from ..modeling.tokenization import EtragTokenizers
+from ..retrieval.fingerprint import IndexMismatchError, corpus_mismatch, index_mismatch
 from .predict import predict
 from .report import ReportInputs, write_report
 
-__all__ = ["RECALL_KS", "evaluate_model", "predict", "reading_depth", "split_name_of"]
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "RECALL_KS",
+    "check_index_for_evaluation",
+    "evaluate_model",
+    "predict",
+    "reading_depth",
+    "split_name_of",
+]
 
 RECALL_KS = (1, 2, 5, 10, 20)
 
@@ -93,6 +104,47 @@ def _score(
     return task.score(test, predictions, model.index, ks=ks, shown=5, negative_label=negative), n_generate
 
 
+def _saved_corpus_fingerprint(checkpoint_dir: str | os.PathLike) -> str | None:
+    try:
+        metadata = json.loads((Path(checkpoint_dir) / INDEX_FOLDER / "index_metadata.json").read_text())
+        return (metadata.get("fingerprints") or {}).get("corpus")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def check_index_for_evaluation(model: EtragModel, checkpoint_dir: str | os.PathLike) -> None:
+    """Refuse to score retrieval against an index that does not belong to `model` (`IndexMismatchError`): vectors
+    from another document encoder (recall near 0), or the checkpoint's own `passage_index/` over another corpus than
+    the one the model was saved with (a subset inflates recall). An index the caller attached over another corpus
+    on purpose (not the checkpoint's) gets a warning. See `hf_etrag.retrieval.fingerprint`."""
+    index = model.attached_index
+    if index is None:
+        return
+    mismatch = index_mismatch(model, index)
+    if mismatch is not None:
+        raise IndexMismatchError(
+            f"Refusing to evaluate {checkpoint_dir}: the attached passage index does not belong to the model, "
+            f"{mismatch}. Retrieval scores would be meaningless. Load the {INDEX_FOLDER}/ saved with this "
+            f"checkpoint, or rebuild the index with this model: `refresh_index(model)` "
+            f"(`hf_etrag.training.callbacks`), then `model.index.save(<checkpoint>/{INDEX_FOLDER})`."
+        )
+    mismatch = corpus_mismatch(model, index)
+    if mismatch is None:
+        return
+    if _saved_corpus_fingerprint(checkpoint_dir) == index.corpus_fingerprint:
+        raise IndexMismatchError(
+            f"Refusing to evaluate {checkpoint_dir}: its {INDEX_FOLDER}/ is not the index the model was trained "
+            f"with: {mismatch}. Put back the {INDEX_FOLDER}/ saved with the model, or rebuild it over the training "
+            "corpus with this model (`PassageIndex(tokenize_corpus(corpus, ...))`, `refresh_index(model)`, "
+            "`save(...)`)."
+        )
+    logger.warning(
+        "Evaluating with an index over another corpus than the model was trained with: %s. Scores are not "
+        "comparable with the training run's.",
+        mismatch,
+    )
+
+
 def evaluate_model(
     model: EtragModel,
     tokenizers: EtragTokenizers,
@@ -122,6 +174,7 @@ def evaluate_model(
     split_name = split_name_of(source, split)
     target = Path(output_dir) if output_dir is not None else Path(checkpoint_dir) / f"evaluation-{split_name}"
     check_output_folder(target, EVALUATION_OUTPUT)  # before the (long) scoring, not only when writing
+    check_index_for_evaluation(model, checkpoint_dir)
     if relation_labels is None and "label" in model.index.corpus.column_names:
         relation_labels = sorted(set(model.index.corpus["label"]))
     scores, n_generated = _score(

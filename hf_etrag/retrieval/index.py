@@ -21,10 +21,17 @@ from transformers import PreTrainedTokenizerBase
 
 from ..atomic import atomic_directory
 from ..files import INDEX_FOLDER, INDEX_OUTPUT
+from .fingerprint import IndexMismatchError, corpus_fingerprint, file_digest, tokens_fingerprint
 from .search_threads import faiss_threads_for
 from .token_store import TokenStore
 
-__all__ = ["NonFiniteVectorsError", "PassageIndex", "tokenize_corpus", "validate_corpus"]
+__all__ = [
+    "IndexMismatchError",
+    "NonFiniteVectorsError",
+    "PassageIndex",
+    "tokenize_corpus",
+    "validate_corpus",
+]
 
 RETRIEVER_IDS = "retriever_input_ids"
 GENERATOR_IDS = "generator_input_ids"
@@ -124,6 +131,11 @@ class PassageIndex:
         self.embeddings: np.ndarray | None = None
         self.faiss_index: faiss.Index | None = None
         self.built_at_step: int | None = None
+        # The document encoder that built the vectors (`hf_etrag.retrieval.fingerprint.encoder_fingerprint`), set by
+        # `refresh_index`; and the one saved next to them in a checkpoint (read back by `load`). `None`: unknown.
+        self.encoder_fingerprint: dict[str, Any] | None = None
+        self.saved_with_encoder: dict[str, Any] | None = None
+        self._corpus_fingerprint: str | None = None
         if embeddings is not None:
             self.set_embeddings(embeddings)
 
@@ -138,8 +150,19 @@ class PassageIndex:
     def passage_ids(self) -> list[str]:
         return [str(i) for i in self.corpus["id"]]
 
-    def set_embeddings(self, embeddings: np.ndarray, step: int | None = None) -> None:
+    @property
+    def corpus_fingerprint(self) -> str:
+        """SHA-256 of the passages' ids, titles and texts (computed once: the corpus of an index never changes)."""
+        if self._corpus_fingerprint is None:
+            self._corpus_fingerprint = corpus_fingerprint(self.corpus)
+        return self._corpus_fingerprint
+
+    def set_embeddings(
+        self, embeddings: np.ndarray, step: int | None = None, encoder: dict[str, Any] | None = None
+    ) -> None:
         """Build a new FAISS index from `embeddings` and swap it in (the old one stays usable until then).
+        `encoder`: the fingerprint of the document encoder that made them (`refresh_index` passes it), saved with the
+        index and checked on load, evaluation and resume.
 
         Vectors with NaN/inf raise [`NonFiniteVectorsError`] and leave the index as it was."""
         embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
@@ -166,6 +189,7 @@ class PassageIndex:
             index.train(embeddings)
         index.add(embeddings)
         self.embeddings, self.faiss_index, self.built_at_step = embeddings, index, step
+        self.encoder_fingerprint, self.saved_with_encoder = encoder, None
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-`k` inner-product search for `(B, H)` queries; returns `(scores, indices)`, both `(B, k)`."""
@@ -209,23 +233,38 @@ class PassageIndex:
             )
         return scores, ids
 
-    def save(self, folder: str | os.PathLike) -> None:
+    def save(self, folder: str | os.PathLike, saved_with_encoder: dict[str, Any] | None = None) -> None:
         """Write corpus, embeddings, FAISS index and metadata; atomic (temporary sibling, then rename).
+
+        The metadata records fingerprints of the corpus, of both vector files and of the document encoder that
+        built the vectors (see `hf_etrag.retrieval.fingerprint`); `saved_with_encoder` is the fingerprint of the
+        encoder saved next to the index (`EtragTrainer` passes it for its checkpoints). [`load`] checks them.
 
         `folder` must be new, empty or an earlier saved index (which is replaced; files someone else put there
         stay); any other folder is refused with `hf_etrag.atomic.OutputFolderError`, before anything is written."""
         with atomic_directory(folder, INDEX_OUTPUT) as tmp:
             self.corpus.save_to_disk(str(tmp / "corpus"))
+            fingerprints: dict[str, Any] = {
+                "corpus": self.corpus_fingerprint,
+                "passage_tokens": tokens_fingerprint(self.corpus, RETRIEVER_IDS),
+            }
             if self.embeddings is not None:
                 np.save(tmp / "embeddings.npy", self.embeddings, allow_pickle=False)
                 faiss.write_index(self.faiss_index, str(tmp / "index.faiss"))
+                fingerprints["embeddings"] = file_digest(tmp / "embeddings.npy")
+                fingerprints["index_faiss"] = file_digest(tmp / "index.faiss")
+                fingerprints["encoder"] = self.encoder_fingerprint
+                fingerprints["saved_with_encoder"] = saved_with_encoder
             metadata = {
                 "n_passages": len(self),
                 "dim": self.dim,
                 "index_factory": self.index_factory,
                 "built_at_step": self.built_at_step,
+                "fingerprints": fingerprints,
             }
             (tmp / _METADATA).write_text(json.dumps(metadata, indent=2))
+        if self.embeddings is not None and saved_with_encoder is not None:
+            self.saved_with_encoder = saved_with_encoder
 
     @classmethod
     def from_pretrained(
@@ -254,7 +293,9 @@ class PassageIndex:
         """Load a folder written by [`save`] (no pickle anywhere).
 
         A missing, truncated or inconsistent file raises a `ValueError` that names the file (not the FAISS,
-        numpy or Arrow error it caused, which is chained as the cause)."""
+        numpy or Arrow error it caused, which is chained as the cause); files that were not saved together (a
+        corpus, `embeddings.npy` or `index.faiss` from another save) raise [`IndexMismatchError`]. Indexes saved
+        before fingerprints were recorded load with the checks their metadata allows."""
         folder = Path(folder)
         meta_path = folder / _METADATA
         if not meta_path.is_file():
@@ -263,11 +304,17 @@ class PassageIndex:
             metadata: dict[str, Any] = json.loads(meta_path.read_text())
             n_passages, dim = int(metadata["n_passages"]), metadata["dim"]
             factory, built_at_step = str(metadata["index_factory"]), metadata.get("built_at_step")
+            fingerprints: dict[str, Any] = dict(metadata.get("fingerprints") or {})
         with _reading(folder / "corpus"):
             corpus = load_from_disk(str(folder / "corpus"))
         if len(corpus) != n_passages:
             raise _corrupt(folder / "corpus", f"it has {len(corpus)} rows, the metadata says {n_passages}")
         index = cls(corpus, index_factory=factory)
+        if fingerprints.get("corpus") and index.corpus_fingerprint != fingerprints["corpus"]:
+            raise _not_saved_together(folder, "corpus", "its passages (ids, titles or texts) differ")
+        tokens = fingerprints.get("passage_tokens")
+        if tokens and tokens_fingerprint(corpus, RETRIEVER_IDS) != tokens:
+            raise _not_saved_together(folder, "corpus", f"its `{RETRIEVER_IDS}` differ")
         if dim is not None:
             with _reading(folder / "embeddings.npy"):
                 embeddings = np.load(folder / "embeddings.npy", allow_pickle=False)
@@ -285,6 +332,7 @@ class PassageIndex:
                     "`PassageIndex(corpus)`, `hf_etrag.training.callbacks.refresh_index(model)`, `save(...)` (or "
                     "resume from an earlier checkpoint)."
                 )
+            _check_digest(folder, "embeddings.npy", fingerprints.get("embeddings"))
             with _reading(folder / "index.faiss"):
                 faiss_index = faiss.read_index(str(folder / "index.faiss"))
             if (faiss_index.ntotal, faiss_index.d) != (n_passages, dim):
@@ -292,8 +340,41 @@ class PassageIndex:
                     folder / "index.faiss",
                     f"{faiss_index.ntotal} vectors of size {faiss_index.d}, the metadata says {n_passages} of {dim}",
                 )
+            _check_digest(folder, "index.faiss", fingerprints.get("index_faiss"))
+            if not fingerprints.get("index_faiss") and not _flat_index_holds(faiss_index, embeddings):
+                raise _not_saved_together(
+                    folder, "index.faiss", "its vectors are not those of embeddings.npy"
+                )
             index.embeddings, index.faiss_index, index.built_at_step = embeddings, faiss_index, built_at_step
+            index.encoder_fingerprint = fingerprints.get("encoder")
+            index.saved_with_encoder = fingerprints.get("saved_with_encoder")
         return index
+
+
+def _check_digest(folder: Path, name: str, recorded: str | None) -> None:
+    if recorded and file_digest(folder / name) != recorded:
+        raise _not_saved_together(folder, name, "its content differs")
+
+
+def _flat_index_holds(faiss_index: faiss.Index, embeddings: np.ndarray, rows: int = 64) -> bool:
+    """Whether an exact (flat) FAISS index stores `embeddings` (checked on up to 64 evenly spread rows); other index
+    types store transformed vectors and are not checked here (their saves record a digest instead)."""
+    if not isinstance(faiss.downcast_index(faiss_index), faiss.IndexFlat):
+        return True
+    sample = np.unique(
+        np.linspace(0, len(embeddings) - 1, min(rows, len(embeddings))).round().astype(np.int64)
+    )
+    stored = np.stack([faiss_index.reconstruct(int(row)) for row in sample])
+    return bool(np.array_equal(stored, embeddings[sample]))
+
+
+def _not_saved_together(folder: Path, name: str, reason: str) -> IndexMismatchError:
+    return IndexMismatchError(
+        f"{folder / name} was not saved together with the rest of the passage index in {folder} ({reason} from what "
+        f"{_METADATA} records), so the index would search vectors that do not belong to its passages. Do not mix "
+        "files of different saves: load the folder as it was saved, or rebuild it: `PassageIndex(corpus)`, "
+        "`hf_etrag.training.callbacks.refresh_index(model)`, `save(...)`."
+    )
 
 
 def _corrupt(path: Path, reason: str) -> ValueError:

@@ -12,6 +12,7 @@ from transformers import TrainerCallback, TrainerControl, TrainerState, Training
 from transformers.trainer_callback import ExportableState
 
 from ..retrieval.distributed import encode_corpus_sharded, unwrap_for_encoding
+from ..retrieval.fingerprint import encoder_fingerprint
 from ..retrieval.index import NonFiniteVectorsError
 
 __all__ = ["IndexRefreshCallback", "refresh_index"]
@@ -60,7 +61,8 @@ def refresh_index(
         old, new = index.embeddings, fresh
         cosine = (old * new).sum(1) / (np.linalg.norm(old, axis=1) * np.linalg.norm(new, axis=1) + 1e-12)
         stats["refresh_staleness"] = float(1.0 - cosine.mean())
-    index.set_embeddings(fresh, step=step)
+    # The encoder's fingerprint goes with the vectors: saves record it, and loads, evaluations and resumes check it.
+    index.set_embeddings(fresh, step=step, encoder=encoder_fingerprint(model))
     return stats
 
 

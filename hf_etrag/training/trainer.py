@@ -21,10 +21,12 @@ from ..hub.model_card import add_run_facts, card_data_from_model, write_model_ca
 from ..hub.push import create_model_repo, upload_model_folder
 from ..modeling.model import EtragModel, EtragOutput
 from ..modeling.tokenization import EtragTokenizers
+from ..retrieval.fingerprint import encoder_fingerprint
 from ..retrieval.index import PassageIndex
 from .arguments import EtragTrainingArguments
 from .callbacks import IndexRefreshCallback
 from .checkpoints import clean_stale_checkpoints, resolve_resume_checkpoint, writing_checkpoint
+from .resume import ResumedIndexCheck, restore_index
 
 __all__ = ["EtragTrainer"]
 
@@ -141,7 +143,8 @@ class EtragTrainer(Trainer):
         `checkpoint-N` of `output_dir` (an interrupted save is never picked; an explicit path to one is refused).
         What interrupted saves left in `output_dir` is removed first. The checkpoint's `passage_index/` is restored
         (embeddings, FAISS index and the step it was built at): the run continues on the index the interrupted run
-        had, with no re-encoding, and the refresh schedule continues where it was. A checkpoint that already reached
+        had, with no re-encoding, and the refresh schedule continues where it was; an index that does not belong
+        to the checkpoint is rebuilt (see `hf_etrag.training.resume`). A checkpoint that already reached
         `max_steps` takes no further step."""
         if self.args.should_save:
             removed = clean_stale_checkpoints(self.args.output_dir)
@@ -156,34 +159,13 @@ class EtragTrainer(Trainer):
         return super().train(resume_from_checkpoint=checkpoint, **kwargs)
 
     def _restore_index(self, checkpoint: str) -> None:
-        folder = os.path.join(checkpoint, INDEX_FOLDER)
-        if not os.path.isdir(folder):
-            logger.warning(
-                "%s has no %s/ (saved with `save_index_with_checkpoints=False`?): the attached index is kept, so "
-                "the resumed run retrieves from other embeddings than the interrupted one did.",
-                checkpoint,
-                INDEX_FOLDER,
-            )
-            return
-        saved = PassageIndex.load(folder)
-        model = self.etrag_model
-        current = model.attached_index
-        if current is None:
-            model.set_index(saved)
-        elif current.passage_ids != saved.passage_ids:
-            raise ValueError(
-                f"The index given to the trainer ({len(current)} passages) is not the corpus that {checkpoint} was "
-                f"trained with ({len(saved)} passages, saved in {folder}): pass the same corpus, or pass no "
-                "`index=` to resume with the checkpoint's."
-            )
-        elif saved.embeddings is not None:
-            # Keep the caller's corpus object; adopt the saved vectors and FAISS index as they are (rebuilding
-            # would retrain IVF/PQ quantisers and could rank differently from the interrupted run).
-            current.embeddings, current.faiss_index = saved.embeddings, saved.faiss_index
-            current.built_at_step = saved.built_at_step
-        for callback in self.callback_handler.callbacks:
-            if isinstance(callback, IndexRefreshCallback):
-                callback.last_refresh_step = model.index.built_at_step
+        check = next(
+            (cb for cb in self.callback_handler.callbacks if isinstance(cb, ResumedIndexCheck)), None
+        )
+        if check is None:
+            check = ResumedIndexCheck()
+            self.add_callback(check)
+        restore_index(self.etrag_model, checkpoint, self.callback_handler.callbacks, check)
 
     def _run_epoch(self, *args: Any, **kwargs: Any) -> Any:
         # transformers (5.x) runs the rest of the resumed epoch before checking `max_steps`: a checkpoint saved at
@@ -337,7 +319,7 @@ class EtragTrainer(Trainer):
         prediction_loss_only: bool,
         ignore_keys: list[str] | None = None,
     ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
-        # Generation metrics (EM, F1) come from `hf_etrag.evaluation.qa`; the eval loop reports loss + retrieval.
+        # Generation metrics (EM, F1) come from `hf_etrag.evaluation.checkpoint.evaluate_model`; the eval loop reports loss + retrieval.
         inputs = self._prepare_inputs(inputs)
         with torch.no_grad(), self.compute_loss_context_manager():
             loss = self.compute_loss(model, inputs)
@@ -393,15 +375,22 @@ class EtragTrainer(Trainer):
         return logs
 
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        """`Trainer._save`, plus the passage index (`save_index_with_checkpoints`) with the fingerprint of the
+        document encoder saved next to it; the model's config records the corpus (`config.passage_index`), so that
+        an evaluation or a resume can tell whether an index is the one it was trained with."""
+        model = self.etrag_model
+        index = model.attached_index
+        if index is not None:
+            model.config.passage_index = {"corpus": index.corpus_fingerprint, "n_passages": len(index)}
         super()._save(output_dir, state_dict)
         output_dir = output_dir if output_dir is not None else self.args.output_dir
-        index = self.etrag_model.attached_index
         if (
             self.args.should_save
             and getattr(self.args, "save_index_with_checkpoints", False)
             and index is not None
         ):
-            index.save(os.path.join(output_dir, INDEX_FOLDER))
+            saved_with = encoder_fingerprint(model, state_dict) if index.embeddings is not None else None
+            index.save(os.path.join(output_dir, INDEX_FOLDER), saved_with_encoder=saved_with)
 
     # ---- adapters, Hub and model card (hf_etrag.adapters.checkpoint, hf_etrag.hub.push, hf_etrag.hub.model_card) ----------
     def _load_from_checkpoint(

@@ -82,8 +82,14 @@ def test_adapter_checkpoint_round_trip(tmp_path, parts, _base_index, qa_train, c
     files = _files(tmp_path / "ckpt")
     expected_files = {"config.json"}
     for entry in expected:
-        if entry.endswith("_adapter"):
-            expected_files |= {f"{entry}/adapter_config.json", f"{entry}/adapter_model.safetensors"}
+        if entry.endswith(
+            "_adapter"
+        ):  # the base is named (loaded from a folder): its fingerprint is recorded
+            expected_files |= {
+                f"{entry}/adapter_config.json",
+                f"{entry}/adapter_model.safetensors",
+                f"{entry}/base_fingerprint.json",
+            }
         else:
             expected_files.add(entry)
     assert set(files) == expected_files
@@ -235,3 +241,37 @@ def test_peft_arguments_from_the_command_line_and_their_errors(parts, _base_inde
     model.generator.config.model_type = "my-own-lm"  # unknown to peft's table of default LoRA targets
     with pytest.raises(ValueError, match="set `lora_target_modules`"):
         apply_peft(model, PeftArguments(use_peft=True))
+
+
+def test_a_base_replaced_by_another_model_of_the_same_shape_is_refused(tmp_path, tokenizer, _base_index):
+    """Issue 14, item 3: the adapters loaded silently onto whatever model sat at the recorded base path."""
+    from transformers import AutoConfig, AutoModelForSeq2SeqLM
+
+    from hf_etrag.adapters.checkpoint import AdapterBaseMismatchError
+
+    from ..tiny_checkpoints import save_tiny_parts
+
+    parts = save_tiny_parts(tmp_path / "bases", tokenizer)  # own copies: this test overwrites one
+    peft = PeftArguments(use_peft=True, lora_r=4, peft_on_retriever="query_encoder")
+    model = apply_peft(model_from_parts(parts, "bart", _base_index), peft)
+    randomize_adapters(model)
+    model.save_pretrained(tmp_path / "ckpt")
+    assert sorted(adapter_parts(EtragModel.from_pretrained(tmp_path / "ckpt"))) == [
+        "generator",
+        "query_encoder",
+    ]
+
+    torch.manual_seed(99)  # the generator's base folder now holds another BART of the same shape
+    AutoModelForSeq2SeqLM.from_config(AutoConfig.from_pretrained(parts["bart"])).save_pretrained(
+        parts["bart"]
+    )
+    with pytest.raises(
+        AdapterBaseMismatchError,
+        match=r"The generator base at '.*bart' is not the model the adapters in .*generator_adapter were trained "
+        r"on: its weights differ \(fingerprint \w+; base_fingerprint.json records \w+ for '.*bart'\)",
+    ):
+        EtragModel.from_pretrained(tmp_path / "ckpt")
+    # resuming a Trainer run (whose parts already carry adapters) onto the replaced base is refused too
+    resumed = apply_peft(model_from_parts(parts, "bart", _base_index), peft)
+    with pytest.raises(AdapterBaseMismatchError, match="is not the model the adapters"):
+        resumed.load_adapter_checkpoint(tmp_path / "ckpt")

@@ -383,3 +383,53 @@ def test_the_saved_index_matches_the_trained_encoder_with_one_refresh_per_step(
     callback_refreshes = [entry["step"] for entry in state["log_history"] if "refresh_seconds" in entry]
     assert callback_refreshes == ([2] if refresh_steps else [])
     assert PassageIndex.load(out / "passage_index").built_at_step == 2
+
+
+def test_evaluate_refuses_an_index_that_does_not_belong_to_the_checkpoint(
+    tmp_path, tiny_folders, data_folder, capsys
+):
+    """Issue 14, item 3: a `passage_index/` built by another encoder gave recall near 0 without a word, one over a
+    subset of the corpus inflated recall; both are refused (exit 2) with the cause and the fix."""
+    import torch
+
+    from hf_etrag import EtragModel
+    from hf_etrag.training.callbacks import refresh_index
+
+    qa = data_folder / "qa"
+    recipe = {"task": "open_qa", "train_source": str(qa), "test_source": str(qa), "corpus_source": str(qa),
+              "retriever_name_or_path": tiny_folders["bert"], "objective": "rag_token", "n_docs": 2,
+              "train_doc_encoder": False, "do_predict": False}  # fmt: skip
+    run = _train(tmp_path, recipe)
+    evaluate = ["evaluate", str(run), "--limit", "4", "--generation_limit", "1", "--no-progress"]
+    saved = PassageIndex.load(run / "passage_index")
+
+    torch.manual_seed(5)
+    stranger = EtragModel.from_pretrained(run)  # the same architecture with other encoder weights
+    for module in stranger.document_encoder.modules():
+        if isinstance(module, torch.nn.Linear | torch.nn.Embedding):
+            torch.nn.init.normal_(module.weight, std=0.5)
+    foreign = PassageIndex(saved.corpus)
+    stranger.set_index(foreign)
+    refresh_index(stranger)
+    foreign.save(run / "passage_index")
+    assert main(evaluate) == 2
+    message = capsys.readouterr().err
+    assert f"Refusing to evaluate {run}: the attached passage index does not belong to the model" in message
+    assert (
+        "its vectors were built by another document encoder" in message and "refresh_index(model)" in message
+    )
+
+    model = EtragModel.from_pretrained(run)
+    subset = PassageIndex(saved.corpus.select(range(len(saved) - 10)))  # built by the model itself
+    model.set_index(subset)
+    refresh_index(model)
+    subset.save(run / "passage_index")
+    assert main(evaluate) == 2
+    message = capsys.readouterr().err
+    assert (
+        "its passage_index/ is not the index the model was trained with: its corpus (62 passages" in message
+    )
+    assert "is not the one the model was saved with (72 passages" in message
+
+    saved.save(run / "passage_index")  # put back: evaluates
+    assert main(evaluate) == 0

@@ -115,6 +115,7 @@ def test_trainer_push_sends_adapters_card_and_no_pickles(hub, tmp_path, tokenize
             "model.safetensors",
             "generator_adapter/adapter_config.json",
             "generator_adapter/adapter_model.safetensors",
+            "generator_adapter/base_fingerprint.json",  # the base's weights, checked when it is reloaded
         }
         | TOKENIZER_FILES
     )
@@ -136,6 +137,7 @@ def test_trainer_push_sends_adapters_card_and_no_pickles(hub, tmp_path, tokenize
     assert set(commit.deleted) == {
         "generator_adapter/adapter_config.json",
         "generator_adapter/adapter_model.safetensors",
+        "generator_adapter/base_fingerprint.json",
     }
     assert not [path for path in repo.files if path.startswith("generator_adapter/")]
     merged = EtragModel.from_pretrained("tester/rag-lora")

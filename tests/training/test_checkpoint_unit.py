@@ -136,3 +136,11 @@ def test_every_checkpoint_is_complete_after_training(tmp_path, model_and_index, 
         names = {p.name for p in folder.iterdir()}
         assert {"model.safetensors", "optimizer.pt", "trainer_state.json", "passage_index"} <= names, names
     assert not [p.name for p in out.iterdir() if p.name.startswith(".")]
+    # the model records the corpus of the index it was saved with; the index, the encoder saved next to it
+    import json
+
+    config = json.loads((out / "checkpoint-3" / "config.json").read_text())
+    metadata = json.loads((out / "checkpoint-3" / "passage_index" / "index_metadata.json").read_text())
+    assert config["passage_index"]["corpus"] == metadata["fingerprints"]["corpus"]
+    assert config["passage_index"]["n_passages"] == metadata["n_passages"]
+    assert metadata["fingerprints"]["saved_with_encoder"]["weights"]

@@ -16,7 +16,7 @@ import torch
 
 from hf_etrag import PassageIndex
 from hf_etrag.training.arguments import EtragTrainingArguments
-from hf_etrag.training.callbacks import IndexRefreshCallback
+from hf_etrag.training.callbacks import IndexRefreshCallback, refresh_index
 from hf_etrag.training.trainer import INDEX_FOLDER, EtragTrainer
 
 STEPS, SAVE_EVERY, REFRESH_EVERY = 6, 3, 2
@@ -135,6 +135,72 @@ def test_resume_without_an_index_attaches_the_checkpoints(tmp_path, uninterrupte
 
 
 # ---- issue 14: what is resumed must belong together -------------------------------------------------------------
+
+
+def _resumed_without_steps(output_dir, checkpoint, model, index, qa_train, **args):
+    """Resume `checkpoint` (a step-SAVE_EVERY checkpoint) with `max_steps` = its step: the index is restored and
+    checked, and no optimiser step runs."""
+    trainer = EtragTrainer(
+        model, _args(output_dir, max_steps=SAVE_EVERY, **args), index=index, train_dataset=qa_train
+    )
+    trainer.train(resume_from_checkpoint=str(checkpoint))
+    return trainer
+
+
+@pytest.mark.parametrize("uninterrupted", [False], ids=["stored_embeddings"], indirect=True)
+def test_resume_with_changed_passage_texts_rebuilds_the_index(
+    tmp_path, caplog, uninterrupted, _base_model, _base_index, qa_train, tokenizer
+):
+    """Same ids, other texts: the checkpoint's vectors are stale, so they are not adopted; the index is rebuilt
+    from the resumed encoder (a warning says why)."""
+    from hf_etrag import tokenize_corpus
+
+    checkpoint = f"{uninterrupted.args.output_dir}/checkpoint-{SAVE_EVERY}"
+    corpus = _base_index.corpus.remove_columns(["retriever_input_ids"])
+    edited = corpus.map(
+        lambda row, i: {"text": row["text"] + (" (revised)" if i < 5 else "")}, with_indices=True
+    )
+    model, _ = _fresh(_base_model, _base_index)
+    index = PassageIndex(tokenize_corpus(edited, tokenizer, max_passage_length=48))
+    assert index.passage_ids == _base_index.passage_ids
+    with caplog.at_level("WARNING"):
+        trainer = _resumed_without_steps(tmp_path / "run_f", checkpoint, model, index, qa_train)
+    assert "same 72 ids as those" in caplog.text and "other texts or titles" in caplog.text
+    assert "The index is rebuilt from the resumed document encoder" in caplog.text
+    assert trainer.state.global_step == SAVE_EVERY
+    assert index.built_at_step == SAVE_EVERY  # rebuilt at the resume, not the checkpoint's (step 2)
+    fresh = PassageIndex(index.corpus)
+    model.set_index(fresh)
+    refresh_index(model)
+    np.testing.assert_array_equal(index.embeddings, fresh.embeddings)
+
+
+@pytest.mark.parametrize("uninterrupted", [False], ids=["stored_embeddings"], indirect=True)
+def test_resume_from_a_checkpoint_whose_index_another_encoder_built_rebuilds_it(
+    tmp_path, caplog, uninterrupted, _base_model, _base_index, qa_train
+):
+    import shutil
+
+    from hf_etrag import EtragModel
+    from hf_etrag.retrieval.fingerprint import encoder_fingerprint
+
+    checkpoint = tmp_path / f"checkpoint-{SAVE_EVERY}"
+    shutil.copytree(f"{uninterrupted.args.output_dir}/checkpoint-{SAVE_EVERY}", checkpoint)
+    torch.manual_seed(7)
+    stranger = EtragModel(_base_model.config)  # same shapes, other weights
+    foreign = PassageIndex(_base_index.corpus)
+    stranger.set_index(foreign)
+    refresh_index(stranger, step=SAVE_EVERY)
+    shutil.rmtree(checkpoint / INDEX_FOLDER)
+    foreign.save(checkpoint / INDEX_FOLDER)  # copied over from another run
+
+    model = copy.deepcopy(_base_model)
+    with caplog.at_level("WARNING"):
+        trainer = _resumed_without_steps(tmp_path / "run_g", checkpoint, model, None, qa_train)
+    assert "does not match its model: its vectors were built by another document encoder" in caplog.text
+    index = trainer.etrag_model.index
+    assert index.encoder_fingerprint == encoder_fingerprint(model)
+    assert not np.array_equal(index.embeddings, foreign.embeddings)
 
 
 @pytest.mark.parametrize("uninterrupted", [False], ids=["stored_embeddings"], indirect=True)
