@@ -144,3 +144,35 @@ def test_every_checkpoint_is_complete_after_training(tmp_path, model_and_index, 
     assert config["passage_index"]["corpus"] == metadata["fingerprints"]["corpus"]
     assert config["passage_index"]["n_passages"] == metadata["n_passages"]
     assert metadata["fingerprints"]["saved_with_encoder"]["weights"]
+
+
+def test_hf_etrag_train_resumes_from_latest(tmp_path, tiny_open_qa_files, capsys):
+    """`--resume_from_checkpoint latest` (or `true`) from the command line: the recipe pipeline passes the word to
+    `EtragTrainer.train`, which resolves it to the newest complete checkpoint."""
+    import json
+
+    import yaml
+
+    from hf_etrag.cli import main
+
+    data, out = tiny_open_qa_files["qa"], tmp_path / "run"
+    recipe = {"task": "open_qa", "train_source": data, "corpus_source": data, "train_limit": 16,
+              "retriever_name_or_path": tiny_open_qa_files["bert"], "n_docs": 2, "max_passage_length": 32,
+              "max_context_length": 48, "max_steps": 2, "per_device_train_batch_size": 4, "save_strategy": "steps",
+              "save_steps": 1, "report_to": "none", "disable_tqdm": True, "use_cpu": True, "output_dir": str(out)}  # fmt: skip
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    assert main(["train", str(path)]) == 0
+    interrupted = out / "checkpoint-3"  # what a kill during the next save would leave
+    interrupted.mkdir()
+    (interrupted / IN_PROGRESS_MARKER).write_text('{"pid": 1, "host": "elsewhere"}')
+    first = (out / "checkpoint-1" / "trainer_state.json").stat().st_mtime_ns
+    for word in ("latest", "true"):  # from checkpoint-2 to step 3; then from checkpoint-3, nothing left to do
+        assert main(["train", str(path), "--max_steps", "3", "--resume_from_checkpoint", word]) == 0, word
+        assert json.loads((out / "trainer_state.json").read_text())["global_step"] == 3
+        assert (
+            not (interrupted / IN_PROGRESS_MARKER).exists() and (interrupted / "trainer_state.json").is_file()
+        )
+        assert (out / "checkpoint-1" / "trainer_state.json").stat().st_mtime_ns == first, (
+            "not trained from step 0"
+        )
