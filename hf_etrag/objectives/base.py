@@ -20,6 +20,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, Protocol
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -156,6 +157,27 @@ class Objective(nn.Module, ABC):
         """Options that a recipe derives from the retriever tokenizer (token ids the objective looks for); the
         recipe's own `objective_kwargs` override them."""
         return {}
+
+    def row_features_dim(self, model: RetrieverGenerator) -> int:
+        """Width of the per-row features this objective keeps from each index refresh (0: none). An index
+        refresh then computes [`row_features`] from the same document-encoder token states as the passage
+        vectors (no second pass over the corpus) and hands them to [`set_row_features`]."""
+        return 0
+
+    def row_features(
+        self,
+        model: RetrieverGenerator,
+        token_states: torch.Tensor,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+    ) -> torch.Tensor:
+        """`(N, row_features_dim)` features of `N` corpus rows from their `(N, T, H)` document token states."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no row features (`row_features_dim` is 0).")
+
+    def set_row_features(self, model: RetrieverGenerator, features: np.ndarray) -> None:
+        """Receive the `(corpus size, row_features_dim)` features of a refresh, in corpus order, right after the
+        refreshed vectors were swapped into `model.index`."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no row features (`row_features_dim` is 0).")
 
 
 class RetrievalObjective(Objective):

@@ -11,8 +11,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..modeling.contexts import IGNORE_INDEX, append_targets, left_padding_order
+from ..modeling.contexts import IGNORE_INDEX, append_targets
 from .base import ModelDrivenObjective, RetrieverGenerator
+from .etrag_prompts import (
+    etrag_span_token_ids,
+    generate_from_embeddings,
+    generator_query,
+    pool_spans,
+    span_masks,
+)
 from .ops.soft_topk import soft_select, soft_topk
 from .registry import register_objective
 
@@ -27,45 +34,6 @@ _ETRAG_CITATION = """@inproceedings{makino2024etrag,
   eprint        = {2406.03790},
   archivePrefix = {arXiv}
 }"""
-
-
-def etrag_span_token_ids(retriever_tokenizer: Any) -> list[int] | None:
-    """`[head marker, tail marker, separator]` ids of the retriever tokenizer: the relation queries wrap the
-    subject in `@ ... @` and the object in `# ... #`, and a memory row reads `query [SEP] label words`. `None`
-    (whole rows are read, with a warning) when the tokenizer lacks one of them."""
-    ids = [retriever_tokenizer.convert_tokens_to_ids(token) for token in ("@", "#")]
-    ids.append(retriever_tokenizer.sep_token_id)
-    unknown = retriever_tokenizer.unk_token_id
-    if any(i is None or (unknown is not None and i == unknown) for i in ids):
-        logger.warning(
-            "The retriever tokenizer lacks '@', '#' or a sep token (ids %s): ETRAG reads whole rows instead of "
-            "head/tail/label span vectors. Pass `span_token_ids` in objective_kwargs to name them.",
-            ids,
-        )
-        return None
-    return [int(i) for i in ids]
-
-
-def span_masks(input_ids: torch.Tensor, attention_mask: torch.Tensor, span_token_ids: list[int] | None):
-    """`(N, 3, T)` masks of the head span (inside `@ ... @`), the tail span (inside `# ... #`) and the label
-    span (between the first and second separator). A span that is absent falls back to the whole row."""
-    row = attention_mask.bool()
-    if span_token_ids is None:
-        return row.unsqueeze(1).expand(-1, 3, -1)
-    masks = []
-    for token in span_token_ids:
-        is_marker = input_ids == token
-        inside = (is_marker.long().cumsum(-1) == 1) & ~is_marker & row
-        masks.append(inside)
-    masks = torch.stack(masks, dim=1)
-    empty = ~masks.any(-1, keepdim=True)
-    return torch.where(empty, row.unsqueeze(1), masks)
-
-
-def pool_spans(hidden: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-    """Mean of `(N, T, H)` token states over each of the `(N, S, T)` masks: `(N, S, H)` raw span vectors."""
-    weights = masks.to(hidden.dtype)
-    return weights @ hidden / weights.sum(-1, keepdim=True).clamp(min=1.0)
 
 
 @register_objective("etrag")
@@ -106,6 +74,11 @@ class EtragLoss(ModelDrivenObjective):
         candidates: rows per query that the soft top-k chooses from (default `2k`).
         span_token_ids: `[head marker, tail marker, separator]` retriever token ids
             (see [`etrag_span_token_ids`]); `None` reads whole rows.
+        candidates_from_memory: in training, read the candidates without gradient from the memory as of the
+            last index refresh (their stored vectors, and span vectors computed in the same refresh pass) instead
+            of encoding them again each step; the candidates with gradient are always encoded fresh. As in the
+            reference, which searches stored vectors and re-encodes only the instances it trains through; it
+            removes most of a step's encoder passes. `False` encodes every candidate fresh.
     """
 
     citation: ClassVar[str] = _ETRAG_CITATION
@@ -123,6 +96,7 @@ class EtragLoss(ModelDrivenObjective):
         retriever_warmup_steps: int = 0,
         candidates: int | None = None,
         span_token_ids: list[int] | None = None,
+        candidates_from_memory: bool = True,
     ) -> None:
         super().__init__()
         if k < 0:
@@ -145,6 +119,7 @@ class EtragLoss(ModelDrivenObjective):
         self.retriever_warmup_steps = retriever_warmup_steps
         self.candidates = candidates if candidates is not None else 2 * k
         self.span_token_ids = list(span_token_ids) if span_token_ids is not None else None
+        self.candidates_from_memory = candidates_from_memory
         self.register_buffer("training_steps_seen", torch.zeros((), dtype=torch.long))
         self.prompt_projection: nn.Linear | None = None
         self.prompt_norm: nn.Parameter | None = None
@@ -152,6 +127,11 @@ class EtragLoss(ModelDrivenObjective):
         self._frozen_rows: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         self._frozen_owner: Any = None
         self._frozen_step = -1
+        # Span vectors of every memory row from the last index refresh (`set_row_features`), valid while the
+        # index holds that refresh's embeddings.
+        self._stored_spans: torch.Tensor | None = None
+        self._stored_owner: Any = None
+        self._stored_step = -1
 
     @classmethod
     def options_from_tokenizer(cls, retriever_tokenizer: Any) -> dict[str, Any]:
@@ -165,6 +145,7 @@ class EtragLoss(ModelDrivenObjective):
             "retriever_warmup_steps": self.retriever_warmup_steps,
             "candidates": self.candidates,
             "span_token_ids": self.span_token_ids,
+            "candidates_from_memory": self.candidates_from_memory,
         }
 
     def setup(self, model: RetrieverGenerator) -> None:
@@ -230,8 +211,16 @@ class EtragLoss(ModelDrivenObjective):
         with_grad, without_grad = order[:grad_budget], order[grad_budget:]
         device = rows.device
         vectors, spans, encoded_rows = [], [], []
+        stored = None
+        if self.candidates_from_memory and len(without_grad):
+            stored = self._stored_rows(model, without_grad, device, fresh_only=False)
         for chunk, grad in ((with_grad, True), (without_grad, False)):
             if len(chunk) == 0:
+                continue
+            if not grad and stored is not None:
+                vectors.append(stored[0])
+                spans.append(stored[1])
+                encoded_rows.append(torch.from_numpy(chunk))
                 continue
             ids, mask = model.memory_tokens(chunk)
             ids, mask = ids.to(device), mask.to(device)
@@ -243,7 +232,42 @@ class EtragLoss(ModelDrivenObjective):
         position = torch.empty(int(rows.max()) + 1, dtype=torch.long)
         position[torch.cat(encoded_rows)] = torch.arange(sum(len(r) for r in encoded_rows))
         lookup = position.to(device)[rows]
-        return torch.cat(vectors)[lookup], torch.cat(spans)[lookup]
+        dtype = vectors[0].dtype
+        vectors = torch.cat([v.to(dtype) for v in vectors])
+        spans = torch.cat([v.to(dtype) for v in spans])
+        return vectors[lookup], spans[lookup]
+
+    # ---- span vectors kept from the index refresh -------------------------------------------------------
+    def row_features_dim(self, model: RetrieverGenerator) -> int:
+        return 3 * model.document_encoder.config.hidden_size if self.k > 0 else 0
+
+    def row_features(
+        self,
+        model: RetrieverGenerator,
+        token_states: torch.Tensor,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+    ) -> torch.Tensor:
+        return pool_spans(token_states, span_masks(input_ids, attention_mask, self.span_token_ids)).flatten(1)
+
+    def set_row_features(self, model: RetrieverGenerator, features: np.ndarray) -> None:
+        self._stored_spans = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))
+        self._stored_spans = self._stored_spans.view(len(features), 3, -1)
+        self._stored_owner = model.index.embeddings
+        self._stored_step = int(self.training_steps_seen)
+
+    def _stored_rows(
+        self, model: RetrieverGenerator, rows: np.ndarray, device: torch.device, fresh_only: bool
+    ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """`(vectors, spans)` of `rows` as of the last refresh, or `None` when the index holds other vectors
+        (or, with `fresh_only`, when the objective has trained since that refresh)."""
+        embeddings = getattr(model.index, "embeddings", None)
+        if self._stored_spans is None or embeddings is None or self._stored_owner is not embeddings:
+            return None
+        if fresh_only and self._stored_step != int(self.training_steps_seen):
+            return None
+        vectors = torch.from_numpy(embeddings[rows]).to(device)
+        return vectors, self._stored_spans[torch.from_numpy(rows)].to(device)
 
     def _encode_candidates_frozen(
         self, model: RetrieverGenerator, rows: torch.Tensor
@@ -252,6 +276,9 @@ class EtragLoss(ModelDrivenObjective):
         batches, so each memory row is encoded once and kept until the weights can have changed (a training step,
         a switch to `train()`) or the index is refreshed. A test set's queries share most of their candidates: on SemEval this turns
         ~10 encodings per test sentence into ~1 per memory row."""
+        stored = self._stored_rows(model, rows.reshape(-1).cpu().numpy(), rows.device, fresh_only=True)
+        if stored is not None:  # the refresh ran with the current weights: its span vectors are exact
+            return stored[0].view(*rows.shape, -1), stored[1].view(*rows.shape, *stored[1].shape[1:])
         embeddings = getattr(model.index, "embeddings", None)
         if self._frozen_owner is not embeddings or self._frozen_step != int(self.training_steps_seen):
             self._frozen_rows, self._frozen_owner = {}, embeddings
@@ -338,7 +365,7 @@ class EtragLoss(ModelDrivenObjective):
     ) -> torch.Tensor:
         """`(B, T, V)` teacher-forced logits of `batch["labels"]` given the query and `prompts`."""
         labels = batch["labels"]
-        ids, mask = _generator_query(batch)
+        ids, mask = generator_query(batch)
         if model.config.is_seq2seq_generator:
             inputs_embeds, attention = self.prompted_inputs(model, ids, mask, prompts)
             decoder_input_ids = model.generator.prepare_decoder_input_ids_from_labels(labels=labels)
@@ -417,13 +444,13 @@ class EtragLoss(ModelDrivenObjective):
         """Decode from the soft-prompted input; `prefix_allowed_tokens_fn` (e.g. a `LabelConstraint`'s) sees
         the decoder's sequence, whose first token is the decoder start token."""
         prompts = self.soft_prompts(model, batch)["prompts"]
-        ids, mask = _generator_query(batch)
+        ids, mask = generator_query(batch)
         generation_config = model.generator.generation_config
         if not model.config.is_seq2seq_generator:
             embeds = model.generator.get_input_embeddings()(ids)
             inputs_embeds = torch.cat([prompts.to(embeds.dtype), embeds], dim=1)
             attention = torch.cat([mask.new_ones(prompts.shape[:2]), mask], dim=1)
-            return _causal_generate(
+            return generate_from_embeddings(
                 model, inputs_embeds, attention, max_new_tokens, num_beams, prefix_allowed_tokens_fn
             )
         inputs_embeds, attention = self.prompted_inputs(model, ids, mask, prompts)
@@ -439,46 +466,3 @@ class EtragLoss(ModelDrivenObjective):
             prefix_allowed_tokens_fn=prefix_allowed_tokens_fn,
         )
         return out[:, 1:]
-
-
-def _causal_generate(
-    model: RetrieverGenerator,
-    inputs_embeds: torch.Tensor,
-    attention: torch.Tensor,
-    max_new_tokens: int,
-    num_beams: int,
-    prefix_allowed_tokens_fn: Callable[[int, torch.Tensor], list[int]] | None,
-) -> torch.Tensor:
-    """Continue decoder-only generation from right-padded `[prompts; query]` embeddings: rows are moved to
-    left padding (`generate` derives position ids from the mask, so the prompts keep positions 0..k as in
-    training) and only the new tokens come back."""
-    order = left_padding_order(attention)
-    inputs_embeds = inputs_embeds.gather(1, order.unsqueeze(-1).expand_as(inputs_embeds))
-    attention = attention.gather(1, order)
-    constrained = prefix_allowed_tokens_fn
-    if prefix_allowed_tokens_fn is not None:
-        # Generating from `inputs_embeds` alone, `generate` shows the function only the new tokens, while the
-        # contract above (and encoder-decoder decoding) puts one start token first: keep the two alike.
-        start = torch.tensor([model.generator_pad_id], device=inputs_embeds.device)
-
-        def constrained(batch_id: int, ids: torch.Tensor) -> list[int]:
-            return prefix_allowed_tokens_fn(batch_id, torch.cat([start, ids]))
-
-    generation_config = model.generator.generation_config
-    return model.generator.generate(
-        inputs_embeds=inputs_embeds,
-        attention_mask=attention,
-        max_new_tokens=max_new_tokens,
-        num_beams=num_beams,
-        pad_token_id=model.generator_pad_id,
-        eos_token_id=generation_config.eos_token_id,
-        prefix_allowed_tokens_fn=constrained,
-    )
-
-
-def _generator_query(batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """The query in the generator's vocabulary (the retriever's ids when the tokenizers are shared)."""
-    ids = batch.get("generator_input_ids")
-    if ids is None:
-        return batch["input_ids"], batch["attention_mask"]
-    return ids, batch["generator_attention_mask"]

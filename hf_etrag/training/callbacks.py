@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -44,11 +45,15 @@ def refresh_index(
     start = time.perf_counter()
     try:
         device = next(model.parameters()).device
+        dim = model.document_encoder.config.hidden_size
+        # An objective may keep per-row features from the same token states (ETRAG's span vectors): they travel
+        # with the vectors, one row each, so sharded refreshes gather them alike.
+        extra = model.objective.row_features_dim(model) if model.objective is not None else 0
         fresh, encoded_here = encode_corpus_sharded(
-            model.encode_passages,
+            partial(_vectors_and_row_features, model) if extra else model.encode_passages,
             index.retriever_tokens,
             pad_id=model.retriever_pad_id,
-            dim=model.document_encoder.config.hidden_size,
+            dim=dim + extra,
             batch_size=batch_size,
             device=device,
             show_progress=show_progress,
@@ -56,6 +61,7 @@ def refresh_index(
         )
     finally:
         model.train(was_training)
+    fresh, row_features = (np.ascontiguousarray(fresh[:, :dim]), fresh[:, dim:]) if extra else (fresh, None)
     stats = {"refresh_seconds": time.perf_counter() - start, "refresh_passages_encoded": encoded_here}
     if index.embeddings is not None and index.embeddings.shape == fresh.shape:
         old, new = index.embeddings, fresh
@@ -63,7 +69,16 @@ def refresh_index(
         stats["refresh_staleness"] = float(1.0 - cosine.mean())
     # The encoder's fingerprint goes with the vectors: saves record it, and loads, evaluations and resumes check it.
     index.set_embeddings(fresh, step=step, encoder=encoder_fingerprint(model))
+    if row_features is not None:
+        model.objective.set_row_features(model, row_features)
     return stats
+
+
+def _vectors_and_row_features(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """`(B, H + F)`: the passage vectors, then the objective's row features, from one encoder pass."""
+    hidden = model.encode_token_states(input_ids, attention_mask, side="document")
+    features = model.objective.row_features(model, hidden, input_ids, attention_mask)
+    return torch.cat([model.pool_vectors(hidden, attention_mask), features.to(hidden.dtype)], dim=-1)
 
 
 class IndexRefreshCallback(TrainerCallback, ExportableState):

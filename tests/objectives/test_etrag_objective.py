@@ -159,6 +159,7 @@ def test_evaluation_encodes_each_memory_row_once_and_matches_fresh_encoding(etra
     model, batch = etrag_setup(k=2)
     model.eval()
     objective = model.objective
+    objective._stored_spans = None  # as for an index loaded from disk: no span vectors kept from a refresh
     query_vectors = model.encode_queries(batch["input_ids"], batch["attention_mask"])
     rows = objective.candidate_rows(model, query_vectors, None)
     calls = []
@@ -181,8 +182,54 @@ def test_evaluation_encodes_each_memory_row_once_and_matches_fresh_encoding(etra
     objective.training = False
     torch.testing.assert_close(vectors, fresh_vectors)
     torch.testing.assert_close(spans, fresh_spans)
-    # A refreshed index (new embeddings) or a training step drops the cache.
+    # A refreshed index (new embeddings) drops the cache.
     model.index.set_embeddings(model.index.embeddings.copy())
     with torch.no_grad():
         objective.encode_candidates(model, rows)
     assert sum(calls) == 3 * len(torch.unique(rows))
+
+
+def _count_document_encodings(model):
+    calls = []
+    encode = model.encode_token_states
+
+    def counting_encode(ids, mask, side):
+        if side == "document":
+            calls.append(ids.shape[0])
+        return encode(ids, mask, side=side)
+
+    model.encode_token_states = counting_encode
+    return calls
+
+
+def test_refresh_keeps_span_vectors_that_spare_the_encoder(etrag_setup):
+    model, batch = etrag_setup(k=2, instances_with_grad=2)
+    objective = model.objective
+    model.eval()
+    query_vectors = model.encode_queries(batch["input_ids"], batch["attention_mask"])
+    rows = objective.candidate_rows(model, query_vectors, batch["memory_index"])
+    # The fixture's refresh stored every row's span vectors with the current weights: evaluation reads them.
+    calls = _count_document_encodings(model)
+    with torch.no_grad():
+        stored_vectors, stored_spans = objective.encode_candidates(model, rows)
+    assert calls == [], "right after a refresh, evaluation encodes no memory row"
+    objective._stored_spans = None  # forget them: the rows are encoded instead
+    with torch.no_grad():
+        encoded_vectors, encoded_spans = objective.encode_candidates(model, rows)
+    assert sum(calls) == len(torch.unique(rows))
+    torch.testing.assert_close(stored_vectors, encoded_vectors, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(stored_spans, encoded_spans, atol=1e-5, rtol=1e-4)
+    # Training encodes only the rows with gradient; the others come from the refresh.
+    refresh_index(model)
+    model.train()
+    calls.clear()
+    vectors, spans = objective.encode_candidates(model, rows)
+    assert sum(calls) == 2, "only `instances_with_grad` rows are encoded"
+    with_grad = torch.from_numpy(objective.rows_by_rank(rows)[:2])
+    reads_stored = ~torch.isin(rows, with_grad)
+    torch.testing.assert_close(spans[reads_stored].detach(), stored_spans[reads_stored], atol=1e-5, rtol=1e-4)
+    # With candidates_from_memory=False every candidate is encoded each step.
+    objective.candidates_from_memory = False
+    calls.clear()
+    objective.encode_candidates(model, rows)
+    assert sum(calls) == len(torch.unique(rows))
