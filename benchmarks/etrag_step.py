@@ -23,7 +23,9 @@ from hf_etrag.recipes.pipeline import prepare_run
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--recipe", default="recipes/semeval_etrag.yaml")
     parser.add_argument("--train_limit", type=int, default=800)
     parser.add_argument("--blocks", type=int, default=3, help="blocks per mode, interleaved")
@@ -57,7 +59,9 @@ def main() -> None:
                 optimizer.step()
                 optimizer.zero_grad()
             seconds[from_memory].append((time.perf_counter() - begin) / args.steps)
-            print(f"block {block} candidates_from_memory={from_memory}: {seconds[from_memory][-1]:.2f} s/step")
+            print(
+                f"block {block} candidates_from_memory={from_memory}: {seconds[from_memory][-1]:.2f} s/step"
+            )
     load = os.getloadavg()[0]
     memory, fresh = statistics.median(seconds[True]), statistics.median(seconds[False])
     print(f"load average {load:.1f}; median s/step: from memory {memory:.2f}, fresh {fresh:.2f}")

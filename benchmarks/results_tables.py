@@ -95,7 +95,9 @@ def load_records(root: Path = RESULTS_ROOT) -> dict[str, list[dict]]:
         try:
             record = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as error:
-            raise SystemExit(f"{path}: not valid JSON ({error}); re-run benchmarks/run_recipes.py for it.") from None
+            raise SystemExit(
+                f"{path}: not valid JSON ({error}); re-run benchmarks/run_recipes.py for it."
+            ) from None
         if "metrics" not in record:
             raise SystemExit(f"{path}: no `metrics` field; it was not written by benchmarks/run_recipes.py.")
         record["_seed_file"] = path.stem

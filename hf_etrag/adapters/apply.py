@@ -21,10 +21,10 @@ from peft.utils import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as DEF
 from transformers import PreTrainedModel
 
 from .arguments import (  # re-exported: `from hf_etrag.adapters.apply import PeftArguments` keeps working
-    _FROZEN_GENERATOR_WITH_PEFT,
-    _FROZEN_RETRIEVER_WITH_PEFT,
     ADAPTER_PARTS,
     ENCODER_PARTS,
+    FROZEN_GENERATOR_WITH_PEFT,
+    FROZEN_RETRIEVER_WITH_PEFT,
     PeftArguments,
     check_peft_arguments,
 )
@@ -99,11 +99,11 @@ def apply_peft(
         # that its PEFT arguments would now give a trainable adapter.
         if "generator" in plan and _fully_frozen(model.generator):
             raise ValueError(
-                _FROZEN_GENERATOR_WITH_PEFT + " (From Python: leave the generator's weights trainable before "
+                FROZEN_GENERATOR_WITH_PEFT + " (From Python: leave the generator's weights trainable before "
                 "`apply_peft`; it freezes the base and trains only the adapter.)"
             )
         if "query_encoder" in plan and _fully_frozen(model.query_encoder):
-            raise ValueError(_FROZEN_RETRIEVER_WITH_PEFT.format(parts=config.peft_on_retriever))
+            raise ValueError(FROZEN_RETRIEVER_WITH_PEFT.format(parts=config.peft_on_retriever))
     for name, peft_config in plan.items():  # every check before the first part changes
         _check(getattr(model, name), peft_config, name)
     for name, peft_config in plan.items():

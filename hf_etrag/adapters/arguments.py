@@ -174,13 +174,13 @@ def _as_peft_config(value: PeftConfig | dict | str | None, name: str) -> PeftCon
 
 
 # A frozen part that gets a trainable adapter trains anyway: the recipe's two fields contradict each other.
-_FROZEN_GENERATOR_WITH_PEFT = (
+FROZEN_GENERATOR_WITH_PEFT = (
     "`freeze_generator: true` and `use_peft: true` contradict each other: `use_peft` puts a trainable adapter "
     "(LoRA) on the generator, so the generator would train although `freeze_generator` says it stays as loaded. "
     "To train the reader through the adapter, set `freeze_generator: false` (PEFT keeps the base weights frozen "
     "itself); to keep the reader frozen, set `use_peft: false`."
 )
-_FROZEN_RETRIEVER_WITH_PEFT = (
+FROZEN_RETRIEVER_WITH_PEFT = (
     "`freeze_retriever: true` and `peft_on_retriever: {parts}` contradict each other: the adapters on the "
     "encoders would train although `freeze_retriever` says they stay as loaded. Set `peft_on_retriever: none` to "
     "keep the retriever frozen, or `freeze_retriever: false` to train it through the adapters."
@@ -194,6 +194,6 @@ def check_peft_arguments(model_args: Any, peft_args: PeftArguments) -> None:
     if not peft_args.use_peft:
         return
     if getattr(model_args, "freeze_generator", False):
-        raise ValueError(_FROZEN_GENERATOR_WITH_PEFT)
+        raise ValueError(FROZEN_GENERATOR_WITH_PEFT)
     if getattr(model_args, "freeze_retriever", False) and peft_args.retriever_parts:
-        raise ValueError(_FROZEN_RETRIEVER_WITH_PEFT.format(parts=peft_args.peft_on_retriever))
+        raise ValueError(FROZEN_RETRIEVER_WITH_PEFT.format(parts=peft_args.peft_on_retriever))

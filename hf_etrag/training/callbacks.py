@@ -74,7 +74,9 @@ def refresh_index(
     return stats
 
 
-def _vectors_and_row_features(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+def _vectors_and_row_features(
+    model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor
+) -> torch.Tensor:
     """`(B, H + F)`: the passage vectors, then the objective's row features, from one encoder pass."""
     hidden = model.encode_token_states(input_ids, attention_mask, side="document")
     features = model.objective.row_features(model, hidden, input_ids, attention_mask)

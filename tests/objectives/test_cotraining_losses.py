@@ -171,7 +171,9 @@ def test_auxiliary_losses_share_the_objective_registry_and_call_signature():
     with pytest.raises(ValueError, match="already registered"):
         register_objective("pdist")(type("Other", (AuxiliaryLoss,), {"forward": lambda self, inputs: {}}))
     with pytest.raises(ValueError, match="already registered"):
-        register_objective("rag_sequence")(type("Other", (AuxiliaryLoss,), {"forward": lambda self, inputs: {}}))
+        register_objective("rag_sequence")(
+            type("Other", (AuxiliaryLoss,), {"forward": lambda self, inputs: {}})
+        )
 
 
 def test_contrastive_reads_the_retrieval_vectors_of_the_inputs():
