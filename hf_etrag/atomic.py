@@ -17,6 +17,7 @@ recognised), the top-level names it writes, and whether it owns its folder or sh
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import json
 import os
@@ -31,6 +32,7 @@ __all__ = [
     "OutputFolderError",
     "OutputKind",
     "atomic_directory",
+    "atomic_write_text",
     "check_output_folder",
     "json_marker",
     "replace_directory",
@@ -126,6 +128,25 @@ def check_output_folder(
         raise _refuse(
             folder, kind, f"it holds {_listing(clashes)} but is not {_a(kind.name)} (no {kind.marker})"
         )
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write `text` (UTF-8) to `path` through a temporary sibling and `os.replace`: a reader sees the old file or
+    the whole new one, never a truncated one (a kill or a full disk while writing leaves the old file)."""
+    path = Path(path)
+    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+    try:
+        os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o644)  # mkstemp makes it 0600
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(text)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return path
 
 
 @contextmanager

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from .recipes.commands import add_recipe_commands, run_recipe_command
+from .recipes.commands import add_recipe_commands, report_failures, run_recipe_command
 from .recipes.demo_settings import DemoSettings
 from .recipes.help import DefaultsHelpFormatter
 
@@ -203,17 +203,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             show_progress=not args.no_progress,
             output_dir=args.output_dir,
         )
-        try:
+
+        def demo() -> int:
             run_demo(settings)
-        except ValueError as error:
-            print(f"hf-etrag demo: {error}", file=sys.stderr)
-            return 2
-    elif args.command == "diagnose-gradients":
-        try:
-            _diagnose(args)
-        except ValueError as error:
-            print(f"hf-etrag diagnose-gradients: {error}", file=sys.stderr)
-            return 2
+            return 0
+
+        return report_failures("demo", demo)
+    if args.command == "diagnose-gradients":
+        return report_failures("diagnose-gradients", lambda: _diagnose(args))
     return 0
 
 

@@ -15,6 +15,7 @@ __all__ = [
     "RECIPE_FILE",
     "REPORT_FIGURES",
     "RETRIEVER_TOKENIZER_FOLDER",
+    "TOKENIZER_OUTPUT",
 ]
 
 INDEX_FOLDER = "passage_index"  # a saved `PassageIndex` (corpus, embeddings, FAISS index)
@@ -52,4 +53,24 @@ MODEL_OUTPUT = OutputKind(
     "with model_type 'etrag').",
     shares_folder=True,
     recognise=json_marker(lambda config: config.get("model_type") == "etrag"),
+)
+TOKENIZER_OUTPUT = OutputKind(
+    name="tokenizer",
+    marker="tokenizer_config.json",
+    entries=(
+        "tokenizer_config.json",
+        "tokenizer.json",
+        "special_tokens_map.json",
+        "added_tokens.json",
+        "vocab.txt",
+        "vocab.json",
+        "merges.txt",
+        "tokenizer.model",
+        "spiece.model",
+        "sentencepiece.bpe.model",
+        "chat_template.jinja",
+        "chat_template.json",
+    ),
+    fix=f"Save the tokenizers into a model folder of their own (they go into its {RETRIEVER_TOKENIZER_FOLDER}/ and "
+    f"{GENERATOR_TOKENIZER_FOLDER}/), or into a new or empty folder.",
 )

@@ -15,6 +15,7 @@ so the check sees the types the file really holds (the round trip can go once da
 
 from __future__ import annotations
 
+import codecs
 import json
 import os
 from collections.abc import Callable, Mapping
@@ -158,9 +159,33 @@ def _looks_local(source: str) -> bool:
     return source.endswith(_SUFFIXES) or source.startswith((os.sep, ".", "~"))
 
 
+def _check_utf8(file: Path, chunk_size: int = 1 << 20) -> None:
+    """Refuse a file that is not UTF-8, naming the line and byte (datasets reads it, then fails on the first row
+    read with a `UnicodeDecodeError` that names no file)."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset, lines = 0, 1
+    with file.open("rb") as handle:
+        while True:
+            chunk = handle.read(chunk_size)
+            try:
+                decoder.decode(chunk, final=not chunk)
+            except UnicodeDecodeError as error:
+                position = max(error.start, 0)
+                line = lines + chunk[:position].count(b"\n")
+                raise ValueError(
+                    f"{file} is not UTF-8 text: byte {error.object[error.start]:#04x} on line {line} (offset {offset + position}) "
+                    "is not valid UTF-8 (a Latin-1 or Windows-1252 file?). Fix: save the file as UTF-8, e.g. "
+                    f"`iconv -f latin1 -t utf-8 {file.name} > fixed.{file.suffix.lstrip('.')}`."
+                ) from None
+            if not chunk:
+                return
+            offset, lines = offset + len(chunk), lines + chunk.count(b"\n")
+
+
 def _read_json(file: Path) -> Dataset:
     if file.stat().st_size == 0:
         raise ValueError(f"{file} is empty: it needs at least one record.")
+    _check_utf8(file)
     try:
         return datasets.load_dataset("json", data_files=str(file), split="train")
     except (datasets.exceptions.DatasetGenerationError, ValueError, StopIteration) as error:

@@ -13,9 +13,18 @@ from pathlib import Path
 from huggingface_hub import snapshot_download
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
-from ..files import GENERATOR_TOKENIZER_FOLDER, RETRIEVER_TOKENIZER_FOLDER
+from ..atomic import atomic_directory
+from ..files import GENERATOR_TOKENIZER_FOLDER, RETRIEVER_TOKENIZER_FOLDER, TOKENIZER_OUTPUT
 
 __all__ = ["EtragTokenizers", "RETRIEVER_TOKENIZER_FOLDER", "GENERATOR_TOKENIZER_FOLDER"]
+
+
+def _save_atomically(tokenizer: PreTrainedTokenizerBase, folder: Path, **kwargs) -> list[str]:
+    """`tokenizer.save_pretrained` into a temporary sibling, swapped into `folder` when complete (a kill while
+    saving leaves the previous tokenizer, never a partial one); returns the files as they lie in `folder`."""
+    with atomic_directory(folder, TOKENIZER_OUTPUT) as tmp:
+        written = tokenizer.save_pretrained(str(tmp), **kwargs)
+    return [str(folder / Path(name).name) for name in written]
 
 
 @dataclass
@@ -39,9 +48,9 @@ class EtragTokenizers:
     def save_pretrained(self, save_directory: str | os.PathLike, **kwargs) -> tuple[str, ...]:
         """Write both tokenizers into subfolders of `save_directory`; returns the files written."""
         folder = Path(save_directory)
-        files = list(self.retriever.save_pretrained(str(folder / RETRIEVER_TOKENIZER_FOLDER), **kwargs))
+        files = _save_atomically(self.retriever, folder / RETRIEVER_TOKENIZER_FOLDER, **kwargs)
         if not self.shared:
-            files += self.generator.save_pretrained(str(folder / GENERATOR_TOKENIZER_FOLDER), **kwargs)
+            files += _save_atomically(self.generator, folder / GENERATOR_TOKENIZER_FOLDER, **kwargs)
         return tuple(files)
 
     @classmethod

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import inspect
 import json
 import os
 from collections.abc import Sequence
@@ -29,8 +30,10 @@ from typing import TYPE_CHECKING, Any, Literal
 import yaml
 
 from ..adapters.arguments import PeftArguments, check_peft_arguments
+from ..atomic import atomic_write_text
 from ..files import RECIPE_FILE
 from ..training.options import EtragTrainingOptions
+from .validation import DuplicateKeyError, UniqueKeyLoader, check_value, field_types
 
 if TYPE_CHECKING:
     from transformers import HfArgumentParser
@@ -88,6 +91,35 @@ def _json_option(value: dict | str | None, name: str) -> dict:
     if not isinstance(value, dict):
         raise ValueError(f"`{name}` must be a mapping; got {type(value).__name__} {value!r}.")
     return value
+
+
+def _constructor_options(cls: type) -> set[str] | None:
+    """The keyword options `cls(...)` takes: its own `__init__`'s parameters; an empty set when it inherits
+    `nn.Module.__init__` (no options); `None` (anything) when its `__init__` takes `**kwargs` itself."""
+    owner = next((klass for klass in cls.__mro__ if "__init__" in vars(klass)), object)
+    if owner.__module__.startswith("torch.") or owner is object:
+        return set()
+    parameters = list(inspect.signature(owner.__init__).parameters.values())[1:]
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return None
+    return {p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+
+
+def _check_options(options: dict, cls: type, key: str, name: str) -> None:
+    """Refuse an option the objective (or auxiliary loss) `name` does not take, before any model loads (it used to
+    fail with a `TypeError` once the model was built)."""
+    accepted = _constructor_options(cls)
+    if accepted is None:
+        return
+    for option in options:
+        if option not in accepted:
+            close = difflib.get_close_matches(str(option), sorted(accepted), n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            takes = f"its options are {sorted(accepted)}" if accepted else "it takes no options"
+            raise ValueError(
+                f"`{key}` has an option {option!r} that {name!r} does not take; {takes}.{hint} Fix the key or "
+                "remove it."
+            )
 
 
 @dataclass
@@ -213,6 +245,10 @@ class ModelArguments:
             raise ValueError(
                 f"`objective` {self.objective!r} is unknown; choose one of {list(available_objectives())}."
             )
+        _check_options(
+            self.objective_kwargs, _objective_class(self.objective), "objective_kwargs", self.objective
+        )
+        self._check_auxiliary_losses()
         n_docs_option = _objective_class(self.objective).n_docs_option
         if self.n_docs < 0 or (self.n_docs == 0 and n_docs_option is None):
             raise ValueError(
@@ -241,6 +277,27 @@ class ModelArguments:
         for name in ("max_query_length", "max_passage_length", "max_target_length", "max_context_length"):
             if getattr(self, name) < 2:
                 raise ValueError(f"`{name}` must be >= 2; got {getattr(self, name)}.")
+
+    def _check_auxiliary_losses(self) -> None:
+        from ..objectives.registry import auxiliary_loss_class, available_auxiliary_losses
+
+        known = available_auxiliary_losses()
+        for key, names in (
+            ("auxiliary_losses", self.auxiliary_losses),
+            ("auxiliary_loss_kwargs", self.auxiliary_loss_kwargs),
+        ):
+            for name in names:
+                if name not in known:
+                    close = difflib.get_close_matches(str(name), known, n=1)
+                    hint = f" Did you mean {close[0]!r}?" if close else ""
+                    raise ValueError(f"`{key}` names an unknown loss {name!r}.{hint} Losses: {list(known)}.")
+        for name, options in self.auxiliary_loss_kwargs.items():
+            if not isinstance(options, dict):
+                raise ValueError(
+                    f"`auxiliary_loss_kwargs.{name}` must be a mapping of options; got {type(options).__name__} "
+                    f'{options!r}. E.g. {{"pdist": {{"temperature": 0.1}}}}.'
+                )
+            _check_options(options, auxiliary_loss_class(name), f"auxiliary_loss_kwargs.{name}", name)
 
     @property
     def uses_bert2bert(self) -> bool:
@@ -408,6 +465,13 @@ class Recipe:
             )
         # A frozen part with a trainable adapter contradicts itself: say so before any model is loaded.
         check_peft_arguments(self.model, self.peft)
+        output_dir = self.training.output_dir
+        if output_dir and os.path.exists(output_dir) and not os.path.isdir(output_dir):
+            raise ValueError(
+                f"`output_dir` {output_dir!r} is an existing file, not a folder: the run writes its model, "
+                "checkpoints and index into a folder there. Fix: set `output_dir` to a new or empty folder "
+                "(or to the folder of an earlier run of this recipe)."
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """What `etrag_recipe.json` holds (the training arguments without tokens, via `to_dict`)."""
@@ -419,10 +483,11 @@ class Recipe:
         }
 
     def save(self, folder: str | os.PathLike) -> Path:
-        """Write `etrag_recipe.json` into `folder` (values JSON cannot hold, such as enums, as text)."""
-        path = Path(folder) / RECIPE_FILE
-        path.write_text(json.dumps(self.to_dict(), indent=2, default=str), encoding="utf-8")
-        return path
+        """Write `etrag_recipe.json` into `folder` (values JSON cannot hold, such as enums, as text), atomically: a
+        kill while writing leaves the previous file, never a truncated one."""
+        return atomic_write_text(
+            Path(folder) / RECIPE_FILE, json.dumps(self.to_dict(), indent=2, default=str)
+        )
 
 
 def make_recipe_parser() -> HfArgumentParser:
@@ -432,21 +497,54 @@ def make_recipe_parser() -> HfArgumentParser:
     return HfArgumentParser(_argument_classes(), prog="hf-etrag train")
 
 
-def _valid_keys() -> set[str]:
-    return {f.name for cls in _argument_classes() for f in dataclasses.fields(cls) if f.init}
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ValueError(
+            f"{path}: not UTF-8 text (byte {error.object[error.start]:#04x} at offset {error.start}). Fix: save the "
+            "file as UTF-8."
+        ) from None
+
+
+def _yaml_error(path: Path, error: yaml.YAMLError) -> ValueError:
+    if isinstance(error, DuplicateKeyError):
+        return ValueError(
+            f"{path}, line {error.line}: key {error.key!r} is set twice (first on line {error.first}); YAML would "
+            "keep only the last value and ignore the other. Fix: keep one of them."
+        )
+    mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
+    where = f"{path}, line {mark.line + 1}, column {mark.column + 1}" if mark is not None else str(path)
+    problem = getattr(error, "problem", None) or str(error)
+    context = getattr(error, "context", None)
+    detail = f"{context}: {problem}" if context else problem
+    return ValueError(
+        f"{where}: not valid YAML ({detail}). Fix: a recipe is one `key: value` per line; quote values that hold "
+        "`: `, `#` or start with `{`/`[` when they are meant as text."
+    )
 
 
 def load_recipe_yaml(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a recipe file: a YAML mapping whose keys must all be argument names."""
+    """Read a recipe file: a YAML mapping whose keys must all be argument names, each value of its field's type.
+
+    Raises a `ValueError` naming the file (and the line, the key) for a file that is not UTF-8, not valid YAML,
+    has a key twice, an unknown key or a value of the wrong type or outside the field's choices
+    ([`hf_etrag.recipes.validation.check_value`])."""
     path = Path(path)
     if not path.is_file():
+        what = "is a folder, not a file" if path.is_dir() else "does not exist"
         raise FileNotFoundError(
-            f"Recipe file {str(path)!r} does not exist (the file comes first: `hf-etrag train RECIPE.yaml --flag value`)."
+            f"Recipe file {str(path)!r} {what} (the file comes first: `hf-etrag train RECIPE.yaml --flag value`)."
         )
-    values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    text = _read_text(path)
+    try:
+        values = yaml.load(text, Loader=UniqueKeyLoader) or {}
+    except yaml.YAMLError as error:
+        raise _yaml_error(path, error) from None
     if not isinstance(values, dict):
         raise ValueError(f"{path}: a recipe must be a YAML mapping of argument names to values.")
-    valid = _valid_keys()
+    types_by_name = field_types(_argument_classes())
+    valid = set(types_by_name)
     for key in values:
         if key not in valid:
             close = difflib.get_close_matches(str(key), valid, n=1)
@@ -454,7 +552,7 @@ def load_recipe_yaml(path: str | os.PathLike) -> dict[str, Any]:
             raise ValueError(
                 f"{path}: unknown key {key!r}.{hint} Keys are the flags of `hf-etrag train --help`."
             )
-    return values
+    return {key: check_value(key, value, types_by_name[key], str(path)) for key, value in values.items()}
 
 
 def parse_recipe(config: str | os.PathLike | None, overrides: Sequence[str] = ()) -> Recipe:
@@ -468,8 +566,13 @@ def parse_recipe(config: str | os.PathLike | None, overrides: Sequence[str] = ()
     parser.set_defaults(**RECIPE_DEFAULTS)
     if config is not None:
         parser.set_defaults(**load_recipe_yaml(config))
-    parsed = parser.parse_args_into_dataclasses(args=list(overrides), look_for_args_file=False)
-    return Recipe(*parsed)
+    try:  # the classes' checks (`__post_init__`) run here: name the file they read the value from
+        return Recipe(*parser.parse_args_into_dataclasses(args=list(overrides), look_for_args_file=False))
+    except ValueError as error:
+        if config is None:
+            raise
+        where = f"{config}" if not overrides else f"{config} (or a command-line flag)"
+        raise ValueError(f"{where}: {error}") from None
 
 
 def load_saved_recipe(folder: str | os.PathLike) -> dict[str, Any]:
@@ -481,9 +584,16 @@ def load_saved_recipe(folder: str | os.PathLike) -> dict[str, Any]:
             f"{folder} has no {RECIPE_FILE}: it was not written by `hf-etrag train`. Evaluate it with the Python "
             "API (`hf_etrag.evaluation.checkpoint.evaluate_model`), which takes the task settings as arguments."
         )
-    saved = json.loads(path.read_text(encoding="utf-8"))
-    return {
-        **saved,
-        "model": ModelArguments(**saved["model"]),
-        "data": DataArguments(**saved["data"]),
-    }
+    try:
+        saved = json.loads(_read_text(path))
+        if not isinstance(saved, dict):
+            raise ValueError(f"a JSON {type(saved).__name__}, not an object")
+        model, data = saved["model"], saved["data"]
+        return {**saved, "model": ModelArguments(**model), "data": DataArguments(**data)}
+    except (ValueError, KeyError, TypeError) as error:
+        reason = f"missing key {error}" if isinstance(error, KeyError) else str(error)
+        raise ValueError(
+            f"{path} is corrupt or not a recipe written by `hf-etrag train` ({reason}). Fix: restore it from the "
+            "run that wrote it, or evaluate with the Python API (`hf_etrag.evaluation.checkpoint.evaluate_model`), "
+            "which takes the task settings as arguments."
+        ) from None

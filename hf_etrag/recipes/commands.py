@@ -11,12 +11,24 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import traceback
+from collections.abc import Callable
 from typing import Any
 
 from .help import DefaultsHelpFormatter
 
-__all__ = ["add_recipe_commands", "run_recipe_command"]
+__all__ = [
+    "TRACEBACK_ENV",
+    "add_recipe_commands",
+    "expected_failure",
+    "report_failures",
+    "run_recipe_command",
+]
+
+#: Set to 1 to see the traceback of an expected failure too (they print one line by default).
+TRACEBACK_ENV = "HF_ETRAG_TRACEBACK"
 
 # Printed after a run: the headline figures of each task, where present.
 _HEADLINE = (
@@ -97,10 +109,14 @@ def _train(args: argparse.Namespace) -> int:
         return 0
     from .arguments import parse_recipe
 
-    recipe = parse_recipe(args.config, overrides)
+    recipe = parse_recipe(args.config, overrides)  # every value checked: nothing is loaded yet
+    from .lock import output_dir_lock
+    from .models import check_model_sources
     from .pipeline import run_training
 
-    metrics = run_training(recipe.model, recipe.data, recipe.training, recipe.peft)
+    check_model_sources(recipe.model)  # a missing model folder fails before output_dir is made
+    with output_dir_lock(recipe.training.output_dir):  # a second run into this output_dir is refused
+        metrics = run_training(recipe.model, recipe.data, recipe.training, recipe.peft)
     if metrics is not None:
         print(_headline(metrics))
     return 0
@@ -126,10 +142,59 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_recipe_command(args: argparse.Namespace) -> int:
-    """Run `train` or `evaluate`; a bad recipe, flag value or data file exits with status 2 and the message."""
+def expected_failure(error: BaseException) -> str | None:
+    """The one-line message of a failure the user can fix (a bad recipe, flag, path or file), else `None` (a bug:
+    its traceback is shown).
+
+    Expected: `ValueError` (every check of hf-etrag raises one, or a subclass: `OutputFolderError`,
+    `IndexMismatchError`, `NonFiniteVectorsError`, `AdapterBaseMismatchError`, a `json.JSONDecodeError`, a
+    `UnicodeDecodeError`), `OSError` (a missing, unreadable or wrong-kind path; a full disk), a YAML syntax error
+    and a corrupt safetensors file."""
+    import yaml
+
+    if isinstance(error, UnicodeDecodeError):
+        text = f"a file is not UTF-8 text ({error}). Fix: save it as UTF-8."
+    elif (
+        isinstance(error, OSError)
+        and error.strerror
+        and error.filename is not None
+        and str(error).startswith("[")
+    ):
+        # A bare `open()`/`stat()` failure: `[Errno 2] No such file or directory: 'x'`; say what to check.
+        fix = {
+            FileNotFoundError: f"check the path (a relative path resolves against {os.getcwd()})",
+            PermissionError: "check the file's permissions, or choose a path you can read and write",
+            IsADirectoryError: "give a file there, not a folder",
+            NotADirectoryError: "a part of the path is a file, not a folder: fix the path",
+        }.get(type(error), "check the path and the disk")
+        text = f"{error.strerror}: {error.filename!s}. Fix: {fix}."
+    elif isinstance(error, (ValueError, OSError, yaml.YAMLError)):
+        text = str(error)
+    elif type(error).__module__.split(".")[0] in ("safetensors", "safetensors_rust"):
+        text = (
+            f"a safetensors weights file is corrupt or truncated ({type(error).__name__}: {error}). Fix: copy or "
+            "save the model again (`save_pretrained`), or resume from an earlier checkpoint."
+        )
+    else:
+        return None
+    return " ".join(text.split()) or type(error).__name__
+
+
+def report_failures(command: str, run: Callable[[], int | None]) -> int:
+    """Run `run()`; an expected failure ([`expected_failure`]) prints `hf-etrag COMMAND: message` on one line to
+    stderr and returns 2 (with its traceback first when `HF_ETRAG_TRACEBACK=1`); anything else propagates."""
     try:
-        return _train(args) if args.command == "train" else _evaluate(args)
-    except (ValueError, FileNotFoundError) as error:
-        print(f"hf-etrag {args.command}: {error}", file=sys.stderr)
+        return run() or 0
+    except Exception as error:
+        message = expected_failure(error)
+        if message is None:
+            raise
+        if os.environ.get(TRACEBACK_ENV, "").lower() in ("1", "true", "yes"):
+            traceback.print_exc()
+        print(f"hf-etrag {command}: {message}", file=sys.stderr)
         return 2
+
+
+def run_recipe_command(args: argparse.Namespace) -> int:
+    """Run `train` or `evaluate`; a bad recipe, flag value, path or data file exits with status 2 and one line."""
+    return report_failures(args.command, lambda: _train(args) if args.command == "train" else _evaluate(args))

@@ -3,14 +3,15 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..evaluation.checkpoint import evaluate_model
-from ..files import INDEX_FOLDER
+from ..evaluation.checkpoint import evaluate_model, reading_depth
+from ..files import INDEX_FOLDER, RECIPE_FILE
 from ..modeling.model import EtragModel
 from ..modeling.tokenization import EtragTokenizers
 from ..retrieval.index import PassageIndex
@@ -18,6 +19,23 @@ from .arguments import DataArguments, ModelArguments, load_saved_recipe
 from .data import load_examples, tokenize_examples
 
 __all__ = ["evaluate_checkpoint", "evaluate_recipe_model"]
+
+logger = logging.getLogger(__name__)
+
+
+def _note_n_docs(model: EtragModel, model_args: ModelArguments, recipe_file: Path) -> None:
+    """Evaluation retrieves as many passages as the model's config says; say so when the saved recipe disagrees
+    (its file was edited, or the model was replaced by another)."""
+    used, written = reading_depth(model), model_args.n_docs
+    if used != written:
+        logger.warning(
+            "Evaluating with n_docs=%d, the model's own (its config.json), not n_docs=%d from %s: the model "
+            "retrieves as it was saved; the recipe file only records the run. To evaluate with other settings, use "
+            "the Python API (`hf_etrag.evaluation.checkpoint.evaluate_model`).",
+            used,
+            written,
+            recipe_file,
+        )
 
 
 def evaluate_recipe_model(
@@ -91,7 +109,17 @@ def evaluate_checkpoint(
         raise FileNotFoundError(
             f"{checkpoint} has no {INDEX_FOLDER}/: train with `save_index_with_checkpoints: true` (the default)."
         )
-    model = EtragModel.from_pretrained(str(checkpoint))
+    try:
+        model = EtragModel.from_pretrained(str(checkpoint))
+    except Exception as error:
+        if type(error).__module__.split(".")[0] not in ("safetensors", "safetensors_rust"):
+            raise
+        raise ValueError(
+            f"A weights file of {checkpoint} (model.safetensors, or a base model it loads) is corrupt or truncated "
+            f"({type(error).__name__}: {error}), so the model cannot be loaded. Fix: copy the folder again from "
+            "where it was trained, or evaluate an earlier checkpoint-N of the run."
+        ) from error
+    _note_n_docs(model, saved["model"], checkpoint / RECIPE_FILE)
     model.set_index(PassageIndex.load(index_folder))
     tokenizers = EtragTokenizers.from_pretrained(checkpoint)
     training = saved.get("training", {})

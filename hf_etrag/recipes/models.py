@@ -11,6 +11,7 @@ import copy
 import importlib
 import importlib.util
 import logging
+import os
 from typing import Any
 
 from transformers import AutoConfig, AutoModel, AutoTokenizer, EncoderDecoderModel, PreTrainedModel
@@ -26,6 +27,7 @@ from .arguments import ModelArguments
 __all__ = [
     "build_model",
     "bert2bert_generator",
+    "check_model_sources",
     "minilm_path",
     "resolve_generator_source",
     "resolve_retriever_path",
@@ -138,9 +140,28 @@ def _load_generator(model_args: ModelArguments, retriever_path: str, tokenizers:
     return generator
 
 
+def check_model_sources(model_args: ModelArguments) -> None:
+    """Raise a `FileNotFoundError` naming the key when `retriever_name_or_path` or `generator_name_or_path` is a
+    local path (it starts with `/`, `./`, `../` or `~`, or has two `/` or more; a Hub id is `org/name`) that does
+    not exist, before anything loads (transformers would try the Hub and answer with an unrelated message)."""
+    for key in ("retriever_name_or_path", "generator_name_or_path"):
+        value = getattr(model_args, key)
+        if not value:
+            continue
+        looks_local = value.startswith(("/", "./", "../", "~")) or value.count("/") >= 2 or "\\" in value
+        path = os.path.expanduser(value)
+        if looks_local and not os.path.exists(path):
+            raise FileNotFoundError(
+                f"`{key}` {value!r} is a local path that does not exist (relative paths resolve against "
+                f"{os.getcwd()}). Fix: point it at the folder that `save_pretrained` wrote (config.json and "
+                "the weights), or give a Hub id such as `org/name`."
+            )
+
+
 def build_model(model_args: ModelArguments) -> tuple[EtragModel, EtragTokenizers]:
     """The untrained [`EtragModel`] of a recipe and its tokenizers; trainable parts set by
     [`set_trainable_parts`]. No index is attached yet."""
+    check_model_sources(model_args)
     retriever_path = resolve_retriever_path(model_args)
     tokenizers = _load_tokenizers(model_args, retriever_path)
     query_encoder = AutoModel.from_pretrained(

@@ -24,5 +24,6 @@ class EtragTrainingArguments(EtragTrainingOptions, TrainingArguments):
     )
 
     def __post_init__(self) -> None:
+        self.check_trainer_ranges()
         super().__post_init__()
         self.check_etrag_options()

@@ -50,9 +50,49 @@ class EtragTrainingOptions:
             "micro-batches get no backward (a step with nothing finite left is not applied) and a warning "
             "names the step; one more in a row stops training with an error. Counts consecutive steps (a "
             "finite step resets it), so a rare bad batch in a long run is tolerated while a diverged run "
-            "stops. 0: stop at the first."
+            "stops. Index refreshes that produce NaN/inf passage vectors are counted the same way, in a count "
+            "of their own: such a refresh is not applied (the index keeps its last finite vectors) and a "
+            "warning names the step; one more in a row than this stops training (a finite refresh resets the "
+            "count). 0: stop at the first."
         },
     )
+
+    def check_trainer_ranges(self) -> None:
+        """Raise a `ValueError` for a `TrainingArguments` value out of its range (transformers accepts a negative
+        `max_steps` or `save_steps` silently, or fails late); called before `TrainingArguments.__post_init__`."""
+        max_steps = getattr(self, "max_steps", -1)
+        if max_steps != -1 and max_steps < 1:
+            raise ValueError(
+                f"`max_steps` must be a positive number of optimiser steps, or -1 to train for "
+                f"`num_train_epochs`; got {max_steps}."
+            )
+        epochs = getattr(self, "num_train_epochs", 1.0)
+        if max_steps == -1 and not epochs > 0:
+            raise ValueError(f"`num_train_epochs` must be > 0 (or set `max_steps`); got {epochs}.")
+        for name in ("save_steps", "logging_steps", "eval_steps"):
+            value = getattr(self, name, None)
+            if value is not None and not value > 0:
+                raise ValueError(
+                    f"`{name}` must be > 0 (a number of steps, or a fraction of the run below 1); got {value}."
+                )
+        for name in (
+            "per_device_train_batch_size",
+            "per_device_eval_batch_size",
+            "gradient_accumulation_steps",
+        ):
+            value = getattr(self, name, 1)
+            if value < 1:
+                raise ValueError(f"`{name}` must be >= 1; got {value}.")
+        for name in (
+            "warmup_steps",
+            "learning_rate",
+            "weight_decay",
+            "max_grad_norm",
+            "dataloader_num_workers",
+        ):
+            value = getattr(self, name, 0)
+            if value < 0:
+                raise ValueError(f"`{name}` must be >= 0; got {value}.")
 
     def check_etrag_options(self) -> None:
         """Raise a `ValueError` naming the field, its value and what it allows."""

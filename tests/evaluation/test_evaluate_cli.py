@@ -433,3 +433,39 @@ def test_evaluate_refuses_an_index_that_does_not_belong_to_the_checkpoint(
 
     saved.save(run / "passage_index")  # put back: evaluates
     assert main(evaluate) == 0
+
+
+def test_evaluate_uses_the_models_n_docs_and_says_so_when_the_recipe_disagrees(
+    tmp_path, tiny_folders, data_folder, caplog, capsys
+):
+    """The training run held a lock in its output_dir (released at the end, never saved into the model);
+    `hf-etrag evaluate` retrieves the model's own `n_docs` and names the recipe file whose `n_docs` it ignores; a
+    corrupt model.safetensors is one line, exit 2."""
+    qa = data_folder / "qa"
+    recipe = {"task": "open_qa", "train_source": str(qa), "test_source": str(qa), "corpus_source": str(qa),
+              "retriever_name_or_path": tiny_folders["bert"], "objective": "rag_token", "n_docs": 2,
+              "train_doc_encoder": False, "test_generation_limit": 2, "do_predict": False}  # fmt: skip
+    run = _train(tmp_path, recipe)
+    assert not (run / "_etrag_train.lock").exists()
+    saved = run / "etrag_recipe.json"
+    edited = json.loads(saved.read_text())
+    edited["model"]["n_docs"] = 3
+    saved.write_text(json.dumps(edited))
+    evaluate = ["evaluate", str(run), "--limit", "4", "--generation_limit", "2", "--no-progress"]
+    assert main(evaluate) == 0
+    assert (
+        f"Evaluating with n_docs=2, the model's own (its config.json), not n_docs=3 from {saved}"
+        in caplog.text
+    )
+    assert _metrics(run / "evaluation-test")["n_docs"] == 2
+    capsys.readouterr()
+
+    weights = run / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    assert main([*evaluate, "--output_dir", str(tmp_path / "again")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert (
+        f"A weights file of {run} (model.safetensors, or a base model it loads) is corrupt or truncated"
+        in err
+    )
