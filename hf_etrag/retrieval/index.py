@@ -15,6 +15,7 @@ from typing import Any
 
 import faiss
 import numpy as np
+import torch
 from datasets import Dataset, load_from_disk
 from huggingface_hub import snapshot_download
 from transformers import PreTrainedTokenizerBase
@@ -136,6 +137,8 @@ class PassageIndex:
         self.encoder_fingerprint: dict[str, Any] | None = None
         self.saved_with_encoder: dict[str, Any] | None = None
         self._corpus_fingerprint: str | None = None
+        # The embeddings copied to an accelerator for exact search there (`search_on_device`), per device.
+        self._device_embeddings: dict[str, torch.Tensor] = {}
         if embeddings is not None:
             self.set_embeddings(embeddings)
 
@@ -158,11 +161,17 @@ class PassageIndex:
         return self._corpus_fingerprint
 
     def set_embeddings(
-        self, embeddings: np.ndarray, step: int | None = None, encoder: dict[str, Any] | None = None
+        self,
+        embeddings: np.ndarray,
+        step: int | None = None,
+        encoder: dict[str, Any] | None = None,
+        retrain: bool = False,
     ) -> None:
         """Build a new FAISS index from `embeddings` and swap it in (the old one stays usable until then).
         `encoder`: the fingerprint of the document encoder that made them (`refresh_index` passes it), saved with the
-        index and checked on load, evaluation and resume.
+        index and checked on load, evaluation and resume. An approximate index (IVF, PQ) keeps its trained quantiser
+        across rebuilds unless `retrain` (training it costs about 40 s at a million passages); the first build
+        trains it.
 
         Vectors with NaN/inf raise [`NonFiniteVectorsError`] and leave the index as it was."""
         embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
@@ -184,12 +193,51 @@ class PassageIndex:
                 f"unchanged ({kept}). The document encoder produced them: check its weights for NaN/inf "
                 "(`torch.isfinite`), lower the learning rate or encode in float32, then refresh again."
             )
-        index = faiss.index_factory(embeddings.shape[1], self.index_factory, faiss.METRIC_INNER_PRODUCT)
-        if not index.is_trained:
-            index.train(embeddings)
+        index = self._reused_quantizer(embeddings) if not retrain else None
+        if index is None:
+            index = faiss.index_factory(embeddings.shape[1], self.index_factory, faiss.METRIC_INNER_PRODUCT)
+            if not index.is_trained:
+                index.train(embeddings)
         index.add(embeddings)
         self.embeddings, self.faiss_index, self.built_at_step = embeddings, index, step
         self.encoder_fingerprint, self.saved_with_encoder = encoder, None
+        self._device_embeddings = {}
+
+    def _reused_quantizer(self, embeddings: np.ndarray) -> faiss.Index | None:
+        """An empty copy of the current index, its trained quantiser kept (IVF centroids, PQ codebooks), or `None`
+        when there is nothing to reuse (a Flat index needs no training; no index yet; another dimension)."""
+        current = self.faiss_index
+        if current is None or self.index_factory == "Flat" or current.d != embeddings.shape[1]:
+            return None
+        index = faiss.clone_index(current)
+        index.reset()
+        return index
+
+    def search_on_device(self, queries: torch.Tensor, k: int) -> torch.Tensor:
+        """Exact top-`k` inner-product search by a matmul on the queries' device: `(B, k)` row numbers there.
+
+        For a Flat index (the same ranking as FAISS's exact search, ties aside) whose vectors fit on the device: the
+        embeddings are copied there once per build. `EtragModel` uses it for queries on an accelerator
+        (`config.device_search`)."""
+        if self.embeddings is None:
+            raise RuntimeError("The index has no embeddings yet: refresh it (`refresh_index(model)`) first.")
+        if not 1 <= k <= len(self):
+            raise ValueError(f"`n_docs` must be between 1 and the corpus size ({len(self)}); got {k}.")
+        key = str(queries.device)
+        vectors = self._device_embeddings.get(key)
+        if vectors is None:
+            vectors = torch.from_numpy(self.embeddings).to(queries.device)
+            self._device_embeddings = {key: vectors}  # one device at a time
+        if not bool(torch.isfinite(queries).all()):
+            raise NonFiniteVectorsError(
+                "Query vectors hold NaN/inf, so the index cannot rank passages for them. The query encoder produced "
+                "them: check its weights for NaN/inf (`torch.isfinite`; an overflow in half precision)."
+            )
+        return (queries.float() @ vectors.t()).topk(k, dim=-1).indices
+
+    def device_embeddings(self, device: torch.device) -> torch.Tensor | None:
+        """The embeddings already copied to `device` by [`search_on_device`], else `None`."""
+        return self._device_embeddings.get(str(device))
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-`k` inner-product search for `(B, H)` queries; returns `(scores, indices)`, both `(B, k)`."""
@@ -346,6 +394,7 @@ class PassageIndex:
                     folder, "index.faiss", "its vectors are not those of embeddings.npy"
                 )
             index.embeddings, index.faiss_index, index.built_at_step = embeddings, faiss_index, built_at_step
+            index._device_embeddings = {}
             index.encoder_fingerprint = fingerprints.get("encoder")
             index.saved_with_encoder = fingerprints.get("saved_with_encoder")
         return index

@@ -16,14 +16,19 @@ from ..retrieval.distributed import encode_corpus_sharded, unwrap_for_encoding
 from ..retrieval.fingerprint import encoder_fingerprint
 from ..retrieval.index import NonFiniteVectorsError
 
-__all__ = ["IndexRefreshCallback", "refresh_index"]
+__all__ = ["IndexRefreshCallback", "refresh_index", "training_autocast_dtype"]
 
 logger = logging.getLogger(__name__)
 
 
 @torch.no_grad()
 def refresh_index(
-    model: Any, batch_size: int = 128, step: int | None = None, show_progress: bool = False
+    model: Any,
+    batch_size: int = 128,
+    step: int | None = None,
+    show_progress: bool = False,
+    autocast_dtype: torch.dtype | None = None,
+    retrain_quantizer: bool = False,
 ) -> dict:
     """Re-encode the whole corpus with `model`'s current document encoder and swap the index.
 
@@ -34,6 +39,10 @@ def refresh_index(
     Returns `{"refresh_seconds", "refresh_passages_encoded", "refresh_staleness"}`: the passages this
     process encoded (its shard), and staleness `1 - mean cos(old_i, new_i)` over passages, how far the
     stored embeddings had drifted from the encoder (0 when nothing changed).
+
+    `autocast_dtype` (e.g. `torch.bfloat16`): encode under autocast, as mixed-precision training runs its forward
+    passes (the callback passes the Trainer's `bf16`/`fp16`); vectors are stored in float32 either way.
+    `retrain_quantizer`: retrain an approximate index's quantiser (IVF, PQ) instead of reusing it.
 
     Raises [`hf_etrag.retrieval.index.NonFiniteVectorsError`] when the encoder produced NaN/inf vectors; the index
     then keeps its earlier embeddings (every process raises alike: they all hold the same gathered vectors).
@@ -49,16 +58,18 @@ def refresh_index(
         # An objective may keep per-row features from the same token states (ETRAG's span vectors): they travel
         # with the vectors, one row each, so sharded refreshes gather them alike.
         extra = model.objective.row_features_dim(model) if model.objective is not None else 0
-        fresh, encoded_here = encode_corpus_sharded(
-            partial(_vectors_and_row_features, model) if extra else model.encode_passages,
-            index.retriever_tokens,
-            pad_id=model.retriever_pad_id,
-            dim=dim + extra,
-            batch_size=batch_size,
-            device=device,
-            show_progress=show_progress,
-            description="Refreshing index",
-        )
+        autocast = torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None)
+        with autocast:
+            fresh, encoded_here = encode_corpus_sharded(
+                partial(_vectors_and_row_features, model) if extra else model.encode_passages,
+                index.retriever_tokens,
+                pad_id=model.retriever_pad_id,
+                dim=dim + extra,
+                batch_size=batch_size,
+                device=device,
+                show_progress=show_progress,
+                description="Refreshing index",
+            )
     finally:
         model.train(was_training)
     fresh, row_features = (np.ascontiguousarray(fresh[:, :dim]), fresh[:, dim:]) if extra else (fresh, None)
@@ -68,10 +79,21 @@ def refresh_index(
         cosine = (old * new).sum(1) / (np.linalg.norm(old, axis=1) * np.linalg.norm(new, axis=1) + 1e-12)
         stats["refresh_staleness"] = float(1.0 - cosine.mean())
     # The encoder's fingerprint goes with the vectors: saves record it, and loads, evaluations and resumes check it.
-    index.set_embeddings(fresh, step=step, encoder=encoder_fingerprint(model))
+    index.set_embeddings(fresh, step=step, encoder=encoder_fingerprint(model), retrain=retrain_quantizer)
     if row_features is not None:
         model.objective.set_row_features(model, row_features)
     return stats
+
+
+def training_autocast_dtype(args: TrainingArguments | None) -> torch.dtype | None:
+    """The dtype the Trainer's forward passes autocast to (`bf16` / `fp16`), or `None` for float32."""
+    if args is None:
+        return None
+    if getattr(args, "bf16", False):
+        return torch.bfloat16
+    if getattr(args, "fp16", False):
+        return torch.float16
+    return None
 
 
 def _vectors_and_row_features(
@@ -145,7 +167,13 @@ class IndexRefreshCallback(TrainerCallback, ExportableState):
     def _refresh(self, model: Any, state: TrainerState, args: TrainingArguments | None = None) -> None:
         self.last_attempt_step = state.global_step
         try:
-            stats = refresh_index(model, self.batch_size, step=state.global_step)
+            stats = refresh_index(
+                model,
+                self.batch_size,
+                step=state.global_step,
+                autocast_dtype=training_autocast_dtype(args),
+                retrain_quantizer=bool(getattr(args, "refresh_retrain_index", False)),
+            )
         except NonFiniteVectorsError as error:
             if unwrap_for_encoding(model).index.embeddings is None:
                 raise  # nothing to keep: no index to train with

@@ -24,7 +24,7 @@ from ..files import INDEX_FOLDER
 from ..retrieval.distributed import unwrap_for_encoding
 from ..retrieval.fingerprint import index_mismatch, tokens_fingerprint
 from ..retrieval.index import RETRIEVER_IDS, PassageIndex
-from .callbacks import IndexRefreshCallback, refresh_index
+from .callbacks import IndexRefreshCallback, refresh_index, training_autocast_dtype
 
 __all__ = ["ResumedIndexCheck", "restore_index"]
 
@@ -70,7 +70,12 @@ class ResumedIndexCheck(TrainerCallback):
             checkpoint,
             reason,
         )
-        refresh_index(model, getattr(args, "refresh_batch_size", 128), step=state.global_step)
+        refresh_index(
+            model,
+            getattr(args, "refresh_batch_size", 128),
+            step=state.global_step,
+            autocast_dtype=training_autocast_dtype(args),
+        )
         for callback in self.callbacks:
             if isinstance(callback, IndexRefreshCallback):
                 callback.last_refresh_step = state.global_step

@@ -11,7 +11,7 @@ from typing import Any
 import pyarrow.compute as pc
 import torch
 from datasets import Dataset
-from transformers import Trainer
+from transformers import Trainer, TrainingArguments
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
 from ..adapters.checkpoint import is_adapter_checkpoint
@@ -36,21 +36,56 @@ logger = logging.getLogger(__name__)
 _RETRIEVER_PARTS = frozenset({"query_encoder", "doc_encoder", "posterior_encoder"})
 
 
-def retrieval_statistics(output: EtragOutput, gold_passage_index: torch.Tensor | None) -> dict[str, float]:
-    """Per-batch retrieval diagnostics: how peaked p(z|x) is and, with gold passages, whether it was found."""
+def retrieval_statistics(
+    output: EtragOutput, gold_passage_index: torch.Tensor | None
+) -> dict[str, torch.Tensor]:
+    """Per-batch retrieval diagnostics: how peaked p(z|x) is and, with gold passages, whether it was found.
+
+    0-d tensors on the model's device: read on the host only when logged (no device sync per step)."""
     if output.doc_scores is None or output.doc_scores.shape[-1] == 0:
         return {}  # nothing was retrieved (ETRAG with k = 0, the no-retrieval baseline)
     probs = torch.softmax(output.doc_scores.detach().float(), dim=-1)
     stats = {
-        "retriever_entropy": float(-(probs * probs.clamp_min(1e-12).log()).sum(-1).mean()),
-        "retriever_top1_prob": float(probs.max(-1).values.mean()),
+        "retriever_entropy": -(probs * probs.clamp_min(1e-12).log()).sum(-1).mean(),
+        "retriever_top1_prob": probs.max(-1).values.mean(),
     }
-    if gold_passage_index is not None:
-        known = gold_passage_index >= 0
-        if bool(known.any()):
-            hits = (output.retrieved_doc_indices[known] == gold_passage_index[known].unsqueeze(-1)).any(-1)
-            stats["gold_in_top_k"] = float(hits.float().mean())
+    if gold_passage_index is not None and output.retrieved_doc_indices is not None:
+        known = (gold_passage_index >= 0).to(probs.device)
+        retrieved = output.retrieved_doc_indices.to(probs.device)
+        hits = (retrieved == gold_passage_index.to(probs.device).unsqueeze(-1)).any(-1) & known
+        # NaN when no example of the batch names its gold passage: left out of the logged mean
+        stats["gold_in_top_k"] = hits.sum().float() / known.sum().float().where(known.any(), torch.nan)
     return stats
+
+
+def mean_of_logged(values: list[torch.Tensor | float]) -> float | None:
+    """The mean of a logging interval's values, read from the device once (NaN entries, batches that had no value,
+    are left out); `None` when nothing remains."""
+    if not values:
+        return None
+    device = next((v.device for v in values if isinstance(v, torch.Tensor)), torch.device("cpu"))
+    stacked = torch.stack([torch.as_tensor(v, dtype=torch.float32, device=device).reshape(()) for v in values])
+    kept = stacked[~torch.isnan(stacked)]
+    return float(kept.mean()) if kept.numel() else None
+
+
+def compile_parts(model: EtragModel, args: TrainingArguments) -> None:
+    """`torch_compile` for an [`EtragModel`]: compile each network (query and document encoders, generator) in
+    place, with dynamic shapes, instead of the whole model as the Trainer would. The step between them
+    (FAISS search, token-id slicing on the host) would break a whole-model graph at every step; in-place
+    `Module.compile` keeps parameter names, so checkpoints load without compiling. Widths vary with the batch: set
+    `context_pad_multiple` (e.g. 64) so that the generator sees few distinct shapes."""
+    options = {"backend": args.torch_compile_backend or "inductor", "dynamic": True}
+    if args.torch_compile_mode is not None:
+        options["mode"] = args.torch_compile_mode
+    parts = [model.query_encoder, model.generator]
+    if model.document_encoder is not model.query_encoder:
+        parts.append(model.document_encoder)
+    for part in parts:
+        part.compile(**options)
+    logger.info("torch_compile: compiled %d networks in place (%s).", len(parts), options)
+    # The Trainer (accelerate's dynamo plugin) must not compile the whole model again.
+    args.torch_compile, args.torch_compile_backend, args.torch_compile_mode = False, None, None
 
 
 class EtragTrainer(Trainer):
@@ -83,8 +118,10 @@ class EtragTrainer(Trainer):
             model.set_index(index)
         if data_collator is None:
             data_collator = EtragDataCollator(model.retriever_pad_id, model.generator_pad_id)
+        if args is not None and args.torch_compile:
+            compile_parts(model, args)
         super().__init__(model=model, args=args, data_collator=data_collator, **kwargs)
-        self._metrics: dict[str, dict[str, list[float]]] = {
+        self._metrics: dict[str, dict[str, list[torch.Tensor | float]]] = {
             "train": defaultdict(list),
             "eval": defaultdict(list),
         }
@@ -237,8 +274,9 @@ class EtragTrainer(Trainer):
         gold = inputs.get("gold_passage_index")
         mode = "train" if model.training else "eval"
         metrics = self._metrics[mode]
+        # Kept as tensors and read at logging time: no host sync per step.
         for name, value in (outputs.loss_terms or {}).items():
-            metrics[name].append(float(value.float().mean()))
+            metrics[name].append(value.detach().float().mean())
         for name, value in retrieval_statistics(outputs, gold).items():
             metrics[name].append(value)
         return (loss, outputs) if return_outputs else loss
@@ -329,8 +367,9 @@ class EtragTrainer(Trainer):
         mode = "eval" if any(key.startswith("eval_") for key in logs) else "train"
         prefix = "eval_" if mode == "eval" else ""
         for name, values in self._metrics[mode].items():
-            if values:
-                logs[prefix + name] = sum(values) / len(values)
+            mean = mean_of_logged(values)
+            if mean is not None:
+                logs[prefix + name] = mean
         self._metrics[mode].clear()
         if mode == "train":
             if "learning_rate" in logs:
