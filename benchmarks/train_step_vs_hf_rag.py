@@ -342,7 +342,7 @@ def build(args: argparse.Namespace, preset: dict[str, int], folder: Path) -> Set
 
     common = dict(
         per_device_train_batch_size=preset["batch"], max_steps=preset["warmup"] + preset["steps"],
-        learning_rate=1e-4, lr_scheduler_type="constant", optim="adamw_torch", logging_strategy="no",
+        learning_rate=1e-4, lr_scheduler_type="constant", logging_strategy="no",
         save_strategy="no", report_to="none", disable_tqdm=True, dataloader_num_workers=0, seed=args.seed,
         use_cpu=args.device == "cpu", bf16=args.device == "cuda",
     )  # fmt: skip
