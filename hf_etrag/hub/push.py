@@ -19,9 +19,12 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import json
+
 from huggingface_hub import CommitInfo, HfApi
 
 from ..adapters.checkpoint import CHECKPOINT_PATTERNS
+from ..atomic import OutputFolderError
 from ..files import GENERATOR_TOKENIZER_FOLDER, INDEX_FOLDER, MODEL_CARD_FILE, RETRIEVER_TOKENIZER_FOLDER
 from .model_card import card_data_from_model, render_model_card
 
@@ -30,6 +33,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "EtragHubMixin",
+    "check_repo_is_ours",
     "create_model_repo",
     "upload_model_folder",
     "MODEL_PATTERNS",
@@ -86,7 +90,9 @@ def upload_model_folder(
                 "(`model.set_index(...)`) or keep `save_index_with_checkpoints=True` in the training arguments."
             )
         patterns.append(f"{INDEX_FOLDER}/*")
-    return HfApi(token=token).upload_folder(
+    api = HfApi(token=token)
+    check_repo_is_ours(api, repo_id, revision)
+    return api.upload_folder(
         repo_id=repo_id,
         folder_path=folder,
         allow_patterns=patterns,
@@ -96,6 +102,35 @@ def upload_model_folder(
         revision=revision,
         create_pr=create_pr,
         run_as_future=not blocking,
+    )
+
+
+# Files a fresh Hub repo may hold before the first push.
+_REPO_SCAFFOLD = {".gitattributes", "README.md"}
+
+
+def check_repo_is_ours(api: HfApi, repo_id: str, revision: str | None = None) -> None:
+    """Refuse to push into a repo that holds another model: a push replaces `config.json`, `README.md` and the
+    weights and removes `model*.safetensors*`, tokenizer and adapter files, which must only ever be an earlier
+    hf-etrag push's (an `EtragModel` config, `model_type: etrag`). Raises [`OutputFolderError`]; nothing is sent."""
+    files = sorted(set(api.list_repo_files(repo_id, revision=revision)) - _REPO_SCAFFOLD)
+    if not files:
+        return
+    model_type = None
+    if "config.json" in files:
+        config_path = api.hf_hub_download(repo_id, "config.json", revision=revision)
+        try:
+            model_type = json.loads(Path(config_path).read_text(encoding="utf-8")).get("model_type")
+        except (ValueError, UnicodeDecodeError, AttributeError):
+            model_type = None
+    if model_type == "etrag":
+        return
+    shown = ", ".join(files[:5]) + (f" and {len(files) - 5} more" if len(files) > 5 else "")
+    what = f"a `{model_type}` model" if model_type else "files that no hf-etrag push wrote"
+    raise OutputFolderError(
+        f"Hub repo {repo_id!r} holds {what} ({shown}). Pushing would replace its config.json, README.md and weights "
+        "and remove its model*.safetensors, tokenizer and adapter files, so nothing was sent. Push to a new repo "
+        "id, or to a repo that an earlier hf-etrag push created."
     )
 
 

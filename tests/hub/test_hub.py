@@ -143,3 +143,27 @@ def test_trainer_push_sends_adapters_card_and_no_pickles(hub, tmp_path, tokenize
     merged = EtragModel.from_pretrained("tester/rag-lora")
     merged.set_index(_base_index)
     torch.testing.assert_close(_outputs(merged, batch)[2], before[2], rtol=1e-5, atol=1e-5)
+
+
+def test_push_refuses_a_repo_that_holds_another_model(hub, model_and_index, tokenizer, tmp_path):
+    from huggingface_hub import HfApi
+
+    from hf_etrag.atomic import OutputFolderError
+
+    model, _ = model_and_index
+    api = HfApi()
+    repo_id = api.create_repo("someone-elses-bert").repo_id
+    (tmp_path / "theirs").mkdir()
+    (tmp_path / "theirs" / "config.json").write_text('{"model_type": "bert"}')
+    (tmp_path / "theirs" / "model.safetensors").write_bytes(b"their weights")
+    api.upload_folder(repo_id=repo_id, folder_path=tmp_path / "theirs")
+    before = dict(hub.repos[repo_id].files)
+
+    with pytest.raises(OutputFolderError, match="holds a `bert` model .*nothing was sent"):
+        model.push_to_hub(repo_id, tokenizers=EtragTokenizers(tokenizer))
+    assert hub.repos[repo_id].files == before  # not one file replaced or removed
+
+    # an empty repo, and then our own earlier push, are fine
+    model.push_to_hub("fresh-rag", tokenizers=EtragTokenizers(tokenizer))
+    model.push_to_hub("fresh-rag", tokenizers=EtragTokenizers(tokenizer))
+    assert len(hub.repos["tester/fresh-rag"].commits) >= 2
