@@ -13,13 +13,12 @@ functions below; nothing here calls back into the trainer.
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING
-
-import json
 
 from huggingface_hub import CommitInfo, HfApi
 

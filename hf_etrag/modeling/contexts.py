@@ -17,7 +17,6 @@ __all__ = [
     "unpad_rows",
     "join_contexts",
     "length_buckets",
-    "to_device",
     "append_targets",
     "left_padding_order",
     "target_logprobs",
@@ -82,7 +81,8 @@ def length_buckets(lengths: np.ndarray, max_buckets: int, pad_multiple: int = 1)
     n = len(order)
     starts = np.arange(n)
     best = np.full(n + 1, np.inf)
-    best[0] = 0.0  # best[j]: least area of the first j sorted rows in g groups; rows i..j-1 cost (j - i) * widths[i]
+    # best[j]: least area of the first j sorted rows in g groups; rows i..j-1 cost (j - i) * widths[i]
+    best[0] = 0.0
     cuts: list[np.ndarray] = []
     areas: list[float] = []
     for _ in range(min(max_buckets, n)):
@@ -94,23 +94,15 @@ def length_buckets(lengths: np.ndarray, max_buckets: int, pad_multiple: int = 1)
         cuts.append(arg)
         areas.append(float(new[n]))
         best = new
-    n_groups = min(range(1, len(areas) + 1), key=lambda g: areas[g - 1] * (1 + _MIN_SAVING_PER_CALL * (g - 1)))
+    n_groups = min(
+        range(1, len(areas) + 1), key=lambda g: areas[g - 1] * (1 + _MIN_SAVING_PER_CALL * (g - 1))
+    )
     groups, end = [], n
     for arg in reversed(cuts[:n_groups]):
         start = int(arg[end])
         groups.append(order[start:end])
         end = start
     return groups[::-1]
-
-
-def to_device(tensor: torch.Tensor, device: torch.device | str) -> torch.Tensor:
-    """Host tensor to `device`; to an accelerator through pinned memory, without blocking the host."""
-    device = torch.device(device)
-    if device.type == "cpu":
-        return tensor
-    if device.type == "cuda":
-        return tensor.pin_memory().to(device, non_blocking=True)
-    return tensor.to(device)
 
 
 def _gather_logprobs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

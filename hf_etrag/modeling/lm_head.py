@@ -73,8 +73,12 @@ class _TargetLogprobs(torch.autograd.Function):
         matmul_weight = weight.to(hidden.dtype)
         want_hidden, want_weight, want_bias = ctx.needs_input_grad[:3]
         grad_hidden = torch.empty_like(hidden) if want_hidden else None
-        grad_weight = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if want_weight else None
-        grad_bias = torch.zeros(weight.shape[0], dtype=torch.float32, device=weight.device) if want_bias else None
+        grad_weight = (
+            torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if want_weight else None
+        )
+        grad_bias = (
+            torch.zeros(weight.shape[0], dtype=torch.float32, device=weight.device) if want_bias else None
+        )
         grad_output = grad_output.float()
         for start in range(0, hidden.shape[0], ctx.chunk):
             rows = slice(start, start + ctx.chunk)

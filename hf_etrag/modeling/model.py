@@ -24,12 +24,12 @@ from ..files import MODEL_OUTPUT
 from ..hub.push import EtragHubMixin
 from ..objectives import ModelDrivenObjective, Objective, ObjectiveInputs, build_objective
 from ..objectives.cotraining import build_auxiliary_loss, combine_losses
-from ..retrieval.encoding import normalize_if_cosine, pool
+from ..retrieval.encoding import normalize_if_cosine, pool, to_device
 from ..retrieval.index import PassageIndex
 from ..retrieval.rerank import rerank_candidates
 from .answering import EtragAnsweringMixin, EtragGenerateOutput
 from .configuration import EtragConfig
-from .contexts import IGNORE_INDEX, join_contexts, length_buckets, target_logprobs, to_device, unpad_rows
+from .contexts import IGNORE_INDEX, join_contexts, length_buckets, target_logprobs, unpad_rows
 from .generation import rag_generate
 from .loading import load_generator, safetensors_only
 from .vocabulary import VocabularyChecksMixin
@@ -490,8 +490,9 @@ class EtragModel(
         device = labels.device
         # Rows of similar length share a generator call, each call padded to its own longest row: the rows'
         # log-probabilities are those of one call padded to the batch's longest (attention masks the padding).
+        lengths = context_mask.sum(-1).numpy()
         groups = length_buckets(
-            context_mask.sum(-1).numpy(), self.config.generator_length_buckets, self.config.context_pad_multiple
+            lengths, self.config.generator_length_buckets, self.config.context_pad_multiple
         )
         if len(groups) == 1:  # one call, in the rows' own order
             groups = [np.arange(context_ids.shape[0])]
@@ -499,7 +500,7 @@ class EtragModel(
         pieces, logit_pieces = [], []
         for rows in groups:
             rows_index = torch.from_numpy(rows)
-            longest = int(context_mask[rows_index].sum(-1).max())
+            longest = int(lengths[rows].max())
             width = min(-(-longest // multiple) * multiple, context_ids.shape[1])
             logprobs, logits = target_logprobs(
                 self.generator,

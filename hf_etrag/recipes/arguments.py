@@ -218,7 +218,9 @@ class ModelArguments:
         default=None,
         metadata={"help": 'Options per auxiliary loss. E.g. \'{"pdist": {"temperature": 0.1}}\'.'},
     )
-    max_query_length: int = field(default=64, metadata={"help": "Query tokens. Retriever and generator alike."})
+    max_query_length: int = field(
+        default=64, metadata={"help": "Query tokens. Retriever and generator alike."}
+    )
     max_passage_length: int = field(
         default=128, metadata={"help": "Passage (or instance-memory row) tokens, as encoded and as read."}
     )

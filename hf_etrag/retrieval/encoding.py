@@ -21,6 +21,7 @@ __all__ = [
     "pool",
     "encode_token_ids",
     "length_bucketed_batches",
+    "to_device",
 ]
 
 
@@ -71,7 +72,7 @@ def encode_token_ids(
     output: np.ndarray | None = None
     for batch in tqdm(batches, desc=description, disable=not show_progress, leave=False):
         ids, mask = store.batch(indices[batch], pad_id)
-        vectors = encode_fn(_to(ids, device), _to(mask, device)).float()
+        vectors = encode_fn(to_device(ids, device), to_device(mask, device)).float()
         if copy_once:
             on_device.append(vectors)
             continue
@@ -84,7 +85,9 @@ def encode_token_ids(
     return output
 
 
-def _to(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+def to_device(tensor: torch.Tensor, device: torch.device | str) -> torch.Tensor:
+    """Host tensor to `device`; to an accelerator through pinned memory, without blocking the host."""
+    device = torch.device(device)
     if device.type == "cuda":
         return tensor.pin_memory().to(device, non_blocking=True)
     return tensor.to(device)

@@ -64,7 +64,9 @@ def mean_of_logged(values: list[torch.Tensor | float]) -> float | None:
     if not values:
         return None
     device = next((v.device for v in values if isinstance(v, torch.Tensor)), torch.device("cpu"))
-    stacked = torch.stack([torch.as_tensor(v, dtype=torch.float32, device=device).reshape(()) for v in values])
+    stacked = torch.stack(
+        [torch.as_tensor(v, dtype=torch.float32, device=device).reshape(()) for v in values]
+    )
     kept = stacked[~torch.isnan(stacked)]
     return float(kept.mean()) if kept.numel() else None
 
